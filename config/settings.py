@@ -1,0 +1,163 @@
+"""Settings, all from the environment (12-factor), with defaults that work on a laptop.
+
+Every variable is listed in README.md and .env.example. mailcore reads its own
+settings through mailcore.conf only.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
+
+VAR_DIR = Path(env("MAIL_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once into var/."""
+    if env("SECRET_KEY", default=""):
+        return env("SECRET_KEY")
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "mailcore",
+    "webmail",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+# Database: SQLite under var/ by default, in WAL mode with a busy timeout and
+# IMMEDIATE transactions so that concurrent writers queue instead of failing.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=30000;",
+        }
+    )
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Raw messages live in their own storage (content-addressed); a filesystem under
+# var/blobs by default. Any Django storage backend can replace it (S3 through
+# django-storages) with MAIL_BLOB_STORAGE set to its dotted class path.
+MAIL_BLOB_DIR = Path(env("MAIL_BLOB_DIR", default=str(VAR_DIR / "blobs")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    "mailblobs": (
+        {"BACKEND": env("MAIL_BLOB_STORAGE"), "OPTIONS": env.json("MAIL_BLOB_STORAGE_OPTIONS", default={})}
+        if env("MAIL_BLOB_STORAGE", default="")
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(MAIL_BLOB_DIR)}}
+    ),
+}
+
+LOGIN_URL = "/login/"
+
+# Redis and Celery. Unset means: in-process change events and in-process delivery.
+REDIS_URL = env("REDIS_URL", default="")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# The mail system's own settings; mailcore.conf is the only reader.
+MAIL_HOSTNAME = env("MAIL_HOSTNAME", default="localhost")
+MAIL_BIND = env("MAIL_BIND", default="127.0.0.1")
+MAIL_SMTP_PORT = env.int("MAIL_SMTP_PORT", default=2525)
+MAIL_SUBMISSION_PORT = env.int("MAIL_SUBMISSION_PORT", default=2587)
+MAIL_SUBMISSIONS_PORT = env.int("MAIL_SUBMISSIONS_PORT", default=2465)
+MAIL_IMAP_PORT = env.int("MAIL_IMAP_PORT", default=1143)
+MAIL_IMAPS_PORT = env.int("MAIL_IMAPS_PORT", default=1993)
+MAIL_POP3_PORT = env.int("MAIL_POP3_PORT", default=1110)
+MAIL_POP3S_PORT = env.int("MAIL_POP3S_PORT", default=1995)
+MAIL_TLS_CERT = env("MAIL_TLS_CERT", default="")
+MAIL_TLS_KEY = env("MAIL_TLS_KEY", default="")
+MAIL_MAX_MESSAGE_SIZE = env.int("MAIL_MAX_MESSAGE_SIZE", default=52_428_800)
+MAIL_DEFAULT_QUOTA = env.int("MAIL_DEFAULT_QUOTA", default=0)
+MAIL_STORE_THREADS = env.int("MAIL_STORE_THREADS", default=8)
+MAIL_DNS_NAMESERVERS = env.list("MAIL_DNS_NAMESERVERS", default=[])
+MAIL_OUTBOUND_PORT = env.int("MAIL_OUTBOUND_PORT", default=25)
+MAIL_ALLOW_PRIVATE_MX = env.bool("MAIL_ALLOW_PRIVATE_MX", default=False)
+MAIL_OUTBOUND_TLS = env("MAIL_OUTBOUND_TLS", default="opportunistic")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+"""The post office: mailbox store, address directory, protocol servers and delivery (no HTTP views)."""

@@ -1,0 +1,163 @@
+"""The Django admin for operators: domains, accounts, aliases, folders and (read-only) messages."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from mailcore import directory
+from mailcore.models import Account, Alias, AliasTarget, Domain, Mailbox, Message
+
+
+@admin.register(Domain)
+class DomainAdmin(admin.ModelAdmin):
+    list_display = ("name", "active", "account_count", "created_at")
+    search_fields = ("name",)
+    list_filter = ("active",)
+
+    @admin.display(description="accounts")
+    def account_count(self, obj: Domain) -> int:
+        return obj.accounts.count()
+
+
+class AccountAddForm(forms.ModelForm):
+    """Adding an account: its address and password; the domain must be hosted."""
+
+    email = forms.CharField(label="Address", help_text="e.g. alice@example.test")
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+
+    class Meta:
+        model = Account
+        fields = ("quota_bytes",)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            self.instance = directory.create_account(
+                data["email"], data["password"], quota_bytes=data.get("quota_bytes") or 0
+            )
+        except directory.DirectoryError as err:
+            raise forms.ValidationError(str(err)) from err
+        return data
+
+
+class AccountChangeForm(forms.ModelForm):
+    """Changing an account; a new password may be set here."""
+
+    new_password = forms.CharField(
+        widget=forms.PasswordInput, required=False, strip=False, help_text="Leave empty to keep the password."
+    )
+
+    class Meta:
+        model = Account
+        fields = ("quota_bytes", "active")
+
+    def save(self, commit: bool = True) -> Account:
+        account = super().save(commit)
+        if self.cleaned_data.get("new_password"):
+            account.user.set_password(self.cleaned_data["new_password"])
+            account.user.save(update_fields=["password"])
+        return account
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("address", "domain", "quota_bytes", "used_bytes", "active")
+    list_filter = ("active", "domain")
+    search_fields = ("address",)
+    readonly_fields = ("address", "used_bytes", "created_at")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = AccountChangeForm if obj else AccountAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj else ()
+
+    def save_model(self, request: HttpRequest, obj: Account, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        # On add, AccountAddForm.clean already created the account through the directory.
+
+
+class AliasTargetInline(admin.TabularInline):
+    model = AliasTarget
+    extra = 1
+
+
+class AliasForm(forms.ModelForm):
+    source_text = forms.CharField(label="Address", help_text="e.g. postmaster@example.test, or @example.test")
+
+    class Meta:
+        model = Alias
+        fields = ("active",)
+
+    def clean_source_text(self) -> str:
+        try:
+            domain_name, local_part, key = directory.alias_source(self.cleaned_data["source_text"])
+        except ValueError as err:
+            raise forms.ValidationError(str(err)) from err
+        domain = Domain.objects.filter(name=domain_name).first()
+        if domain is None:
+            raise forms.ValidationError(f"domain {domain_name} is not hosted here")
+        if Alias.objects.filter(source=key).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(f"{key} already exists")
+        self.instance.domain, self.instance.local_part, self.instance.source = domain, local_part, key
+        return key
+
+
+@admin.register(Alias)
+class AliasAdmin(admin.ModelAdmin):
+    form = AliasForm
+    inlines = [AliasTargetInline]
+    list_display = ("source", "targets_text", "active")
+    search_fields = ("source", "targets__address")
+
+    @admin.display(description="targets")
+    def targets_text(self, obj: Alias) -> str:
+        return ", ".join(obj.targets.values_list("address", flat=True))
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        if obj is not None:
+            form.base_fields["source_text"].initial = obj.source
+        return form
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(admin.ModelAdmin):
+    list_display = ("name", "account", "special_use", "uidvalidity", "uidnext", "highestmodseq", "subscribed")
+    list_filter = ("special_use", "subscribed")
+    search_fields = ("name", "account__address")
+    readonly_fields = ("account", "uidvalidity", "uidnext", "highestmodseq")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # folders are made by the account's clients, or with the account
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Read-only: messages change only through the store (IMAP, POP3, webmail)."""
+
+    list_display = ("subject", "sender", "mailbox", "uid", "size", "internal_date", "seen")
+    list_filter = ("seen", "flagged", "has_attachments", "mailbox__special_use")
+    search_fields = ("subject", "sender", "message_id", "mailbox__account__address")
+    date_hierarchy = "internal_date"
+    list_select_related = ("mailbox", "mailbox__account")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).defer("envelope", "bodystructure")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

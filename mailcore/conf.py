@@ -1,0 +1,61 @@
+"""The one place where mailcore reads its settings (which config/settings.py reads from the environment)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+
+
+class MailConf:
+    """Typed, read-through view of the MAIL_* settings (so test overrides apply at once)."""
+
+    @property
+    def hostname(self) -> str:
+        return str(settings.MAIL_HOSTNAME)
+
+    @property
+    def bind(self) -> str:
+        return str(settings.MAIL_BIND)
+
+    @property
+    def var_dir(self) -> Path:
+        return Path(settings.VAR_DIR)
+
+    @property
+    def tls_cert(self) -> str:
+        return str(settings.MAIL_TLS_CERT)
+
+    @property
+    def tls_key(self) -> str:
+        return str(settings.MAIL_TLS_KEY)
+
+    @property
+    def max_message_size(self) -> int:
+        return int(settings.MAIL_MAX_MESSAGE_SIZE)
+
+    @property
+    def default_quota(self) -> int:
+        return int(settings.MAIL_DEFAULT_QUOTA)
+
+    @property
+    def store_threads(self) -> int:
+        return int(settings.MAIL_STORE_THREADS)
+
+    @property
+    def redis_url(self) -> str:
+        return str(settings.REDIS_URL)
+
+    @property
+    def celery_broker_url(self) -> str:
+        return str(settings.CELERY_BROKER_URL)
+
+    @property
+    def dns_nameservers(self) -> list[str]:
+        return list(settings.MAIL_DNS_NAMESERVERS)
+
+    def port(self, name: str) -> int:
+        """The port of listener `name` (e.g. "SMTP" reads MAIL_SMTP_PORT); 0 means off."""
+        return int(getattr(settings, f"MAIL_{name.upper()}_PORT"))
+
+
+conf = MailConf()

@@ -1,0 +1,210 @@
+"""The address directory: which domains we host, who receives an address, and provisioning.
+
+Resolution order for an address in a hosted domain (like Postfix's virtual
+alias maps): an alias of that exact address, then an account, then the same
+two with a `+tag` removed (plus-addressing), then the domain's catch-all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+
+from mailcore.address import Address, AddressError, normalize_domain, parse_address, split_catch_all
+from mailcore.models import Account, Alias, AliasTarget, Domain
+
+# Alias chains deeper than this are a loop or a mistake (Postfix uses 1000 for
+# recursion; 20 is ample for people and bounds the work per recipient).
+MAX_ALIAS_DEPTH = 20
+PLUS_SEPARATOR = "+"
+
+
+class DirectoryError(ValueError):
+    """A provisioning request that cannot be done (unknown domain, duplicate, malformed)."""
+
+
+@dataclass
+class Route:
+    """Where mail for one address goes: local accounts and remote addresses (both may be empty)."""
+
+    accounts: list[int] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
+
+    @property
+    def unknown(self) -> bool:
+        return not self.accounts and not self.remote
+
+
+def is_hosted(domain: str) -> bool:
+    try:
+        name = normalize_domain(domain)
+    except AddressError:
+        return False
+    return Domain.objects.filter(name=name, active=True).exists()
+
+
+def resolve(address: str | Address) -> Route:
+    """Route mail for `address`. Raises AddressError when it is malformed.
+
+    A non-hosted address routes to itself as remote; an unknown user in a
+    hosted domain gives an empty route.
+    """
+    parsed = parse_address(address) if isinstance(address, str) else address
+    route = Route()
+    _expand(parsed, route, depth=0, seen=set())
+    return route
+
+
+def _expand(address: Address, route: Route, depth: int, seen: set[str]) -> None:
+    if address.key in seen or depth > MAX_ALIAS_DEPTH:
+        return
+    seen.add(address.key)
+    if not is_hosted(address.domain):
+        if address.key not in {r.lower() for r in route.remote}:
+            route.remote.append(str(address))
+        return
+    for candidate in _candidates(address):
+        targets = _alias_targets(candidate)
+        if targets is not None:
+            for target in targets:
+                _expand_target(target, route, depth, seen)
+            return
+        account_id = _account_id(candidate)
+        if account_id is not None:
+            if account_id not in route.accounts:
+                route.accounts.append(account_id)
+            return
+    catch_all = _alias_targets(f"@{address.domain}")
+    for target in catch_all or []:
+        _expand_target(target, route, depth, seen)
+
+
+def _expand_target(target: str, route: Route, depth: int, seen: set[str]) -> None:
+    try:
+        _expand(parse_address(target), route, depth + 1, seen)
+    except AddressError:
+        return  # a stored target that no longer parses delivers nowhere, like a missing user
+
+
+def _candidates(address: Address) -> list[str]:
+    """The lookup keys for an address: itself, then without its +tag."""
+    keys = [address.key]
+    base, plus, _tag = address.local.partition(PLUS_SEPARATOR)
+    if plus and base:
+        keys.append(f"{base.lower()}@{address.domain}")
+    return keys
+
+
+def _alias_targets(source_key: str) -> list[str] | None:
+    alias = Alias.objects.filter(source=source_key, active=True).first()
+    if alias is None:
+        return None
+    return list(alias.targets.values_list("address", flat=True))
+
+
+def _account_id(key: str) -> int | None:
+    return Account.objects.filter(address=key, active=True).values_list("id", flat=True).first()
+
+
+def account_for_login(login: str) -> Account | None:
+    """The active account a login name (its address) belongs to, or None."""
+    try:
+        key = parse_address(login).key
+    except AddressError:
+        return None
+    return Account.objects.select_related("user").filter(address=key, active=True).first()
+
+
+def addresses_of(account_id: int) -> set[str]:
+    """Every address (lookup key) that delivers to this account: its own and its aliases'."""
+    account = Account.objects.get(pk=account_id)
+    owned = {account.address}
+    for alias in Alias.objects.filter(active=True).prefetch_related("targets"):
+        if alias.is_catch_all:
+            continue
+        if any(_key_or_none(target.address) == account.address for target in alias.targets.all()):
+            owned.add(alias.source)
+    return owned
+
+
+def _key_or_none(text: str) -> str | None:
+    try:
+        return parse_address(text).key
+    except AddressError:
+        return None
+
+
+# Provisioning: used by the operator commands, the admin and the tests.
+
+
+def create_domain(name: str) -> Domain:
+    try:
+        normalized = normalize_domain(name)
+    except AddressError as err:
+        raise DirectoryError(str(err)) from err
+    try:
+        with transaction.atomic():
+            return Domain.objects.create(name=normalized)
+    except IntegrityError as err:
+        raise DirectoryError(f"domain {normalized} already exists") from err
+
+
+def _hosted_domain(name: str) -> Domain:
+    domain = Domain.objects.filter(name=name).first()
+    if domain is None:
+        raise DirectoryError(f"domain {name} is not hosted here (create it first)")
+    return domain
+
+
+def create_account(address: str, password: str, quota_bytes: int = 0) -> Account:
+    """Create an account, its Django user and its default folders, atomically."""
+    from mailcore.store import folders
+
+    try:
+        parsed = parse_address(address)
+    except AddressError as err:
+        raise DirectoryError(str(err)) from err
+    if quota_bytes < 0:
+        raise DirectoryError("quota must be 0 (no limit) or a positive number of bytes")
+    domain = _hosted_domain(parsed.domain)
+    if Account.objects.filter(address=parsed.key).exists() or Alias.objects.filter(source=parsed.key).exists():
+        raise DirectoryError(f"{parsed} already exists")
+    try:
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(username=parsed.key, email=str(parsed), password=password)
+            account = Account.objects.create(
+                domain=domain, local_part=parsed.local, address=parsed.key, user=user, quota_bytes=quota_bytes
+            )
+            folders.create_default_folders(account)
+    except IntegrityError as err:
+        raise DirectoryError(f"{parsed} already exists") from err
+    return account
+
+
+def create_alias(source: str, targets: list[str]) -> Alias:
+    """Create `source` (an address, or `@domain` for the catch-all) delivering to `targets`."""
+    if not targets:
+        raise DirectoryError("an alias needs at least one target")
+    try:
+        domain_name, local_part, source_key = alias_source(source)
+        target_addresses = [str(parse_address(t)) for t in targets]
+    except AddressError as err:
+        raise DirectoryError(str(err)) from err
+    domain = _hosted_domain(domain_name)
+    if Alias.objects.filter(source=source_key).exists() or Account.objects.filter(address=source_key).exists():
+        raise DirectoryError(f"{source_key} already exists")
+    with transaction.atomic():
+        alias = Alias.objects.create(domain=domain, local_part=local_part, source=source_key)
+        unique_targets = dict.fromkeys(target_addresses)
+        AliasTarget.objects.bulk_create([AliasTarget(alias=alias, address=t) for t in unique_targets])
+    return alias
+
+
+def alias_source(source: str) -> tuple[str, str, str]:
+    """(domain, local part, lookup key) of an alias source; the catch-all has no local part."""
+    catch_all_domain = split_catch_all(source)
+    if catch_all_domain:
+        return catch_all_domain, "", f"@{catch_all_domain}"
+    parsed = parse_address(source)
+    return parsed.domain, parsed.local, parsed.key

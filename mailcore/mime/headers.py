@@ -1,0 +1,86 @@
+"""Header blocks: split, unfold, look up, and decode for people (RFC 5322 §2.2, RFC 2047)."""
+from __future__ import annotations
+
+import re
+from email.header import decode_header, make_header
+from email.policy import default as default_policy
+
+CRLF = b"\r\n"
+_FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 §3.6.8 ftext
+
+
+def bytes_to_text(value: bytes) -> str:
+    """Header bytes as text: UTF-8 (RFC 6532) when valid, else Latin-1 so no byte is lost."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def split_header(entity: bytes, start: int = 0) -> tuple[int, int]:
+    """Return (end of header block, start of body) for the entity beginning at `start`.
+
+    RFC 5322 §2.1: the header ends at the first empty line. A header with no
+    empty line after it has an empty body.
+    """
+    if entity.startswith(CRLF, start):
+        return start, start + 2
+    blank = entity.find(b"\r\n\r\n", start)
+    if blank < 0:
+        return len(entity), len(entity)
+    return blank + 2, blank + 4
+
+
+def parse_fields(block: bytes) -> list[tuple[str, str]]:
+    """Unfold a header block into (lowercased name, raw value) pairs, in order.
+
+    Lines that are not fields (no colon, bad name) are skipped, as RFC 5322 §3.6
+    leaves them undefined and readers commonly do.
+    """
+    fields: list[tuple[str, str]] = []
+    for line in block.split(CRLF):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + " " + bytes_to_text(line.strip()))
+            continue
+        name_bytes, colon, value = line.partition(b":")
+        name_bytes = name_bytes.rstrip()
+        if colon and _FIELD_NAME.match(name_bytes):
+            fields.append((name_bytes.decode("ascii").lower(), bytes_to_text(value.strip())))
+    return fields
+
+
+def first(fields: list[tuple[str, str]], name: str) -> str | None:
+    """The value of the first field called `name` (lowercase), or None."""
+    for field_name, value in fields:
+        if field_name == name:
+            return value
+    return None
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded-words for display; malformed words stay as written."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
+
+
+def address_groups(value: str | None) -> list[tuple[str | None, list[tuple[str, str, str]]]]:
+    """Parse an address-list header (RFC 5322 §3.4) into groups of (name, local, domain).
+
+    A plain address becomes a group whose name is None. Defective input yields
+    what could be read, never an exception.
+    """
+    if not value:
+        return []
+    try:
+        header = default_policy.header_factory("to", value)
+        groups = header.groups  # type: ignore[attr-defined]  # AddressHeader, chosen by the name "to"
+    except Exception:  # noqa: BLE001 - the stdlib parser raises many types on hostile input
+        return []
+    result: list[tuple[str | None, list[tuple[str, str, str]]]] = []
+    for group in groups:
+        members = [(a.display_name or "", a.username or "", a.domain or "") for a in group.addresses]
+        result.append((group.display_name, members))
+    return result

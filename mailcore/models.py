@@ -1,0 +1,190 @@
+"""The post office's tables: hosted domains, accounts, aliases, folders, messages.
+
+Only mailcore.store, mailcore.directory and the admin touch these models; every
+protocol and the webmail go through mailcore.store.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from mailcore.address import AddressError, display_domain, normalize_domain
+
+# RFC 6154 §2: the special-use attributes a new account's folders carry, in display order.
+DEFAULT_FOLDERS: tuple[tuple[str, str], ...] = (
+    ("INBOX", ""),
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
+# RFC 9051 §2.3.2 / RFC 3501 §2.3.2: the system flags a message row stores as columns.
+SYSTEM_FLAG_FIELDS = {
+    "\\Seen": "seen",
+    "\\Answered": "answered",
+    "\\Flagged": "flagged",
+    "\\Deleted": "deleted",
+    "\\Draft": "draft",
+}
+
+
+class Domain(models.Model):
+    """A domain this server receives mail for. Stored as a lowercase IDNA A-label."""
+
+    name = models.CharField(max_length=255, unique=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return display_domain(self.name)
+
+    def clean(self) -> None:
+        try:
+            self.name = normalize_domain(self.name)
+        except AddressError as err:
+            raise ValidationError({"name": str(err)}) from err
+
+
+class Account(models.Model):
+    """A mail user: one address, one Django user holding the password, a quota."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="accounts")
+    local_part = models.CharField(max_length=64, help_text="As the user writes it (case kept).")
+    address = models.CharField(max_length=320, unique=True, editable=False, help_text="Lookup key.")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mail_account")
+    quota_bytes = models.BigIntegerField(default=0, help_text="0 means no limit.")
+    used_bytes = models.BigIntegerField(default=0, editable=False)
+    # The last UIDVALIDITY handed to a folder of this account; new folders get a
+    # larger one, so a name deleted and created again never reuses UIDs.
+    last_uidvalidity = models.PositiveBigIntegerField(default=0, editable=False)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["address"]
+
+    def __str__(self) -> str:
+        return f"{self.local_part}@{display_domain(self.domain.name)}"
+
+    @property
+    def email(self) -> str:
+        """The address as the user writes it."""
+        return f"{self.local_part}@{self.domain.name}"
+
+
+class Alias(models.Model):
+    """An address (or `@domain`, the catch-all) that delivers to one or more targets."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="aliases")
+    local_part = models.CharField(max_length=64, blank=True, help_text="Empty for the catch-all @domain.")
+    source = models.CharField(max_length=320, unique=True, editable=False, help_text="Lookup key.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["source"]
+        verbose_name_plural = "aliases"
+
+    def __str__(self) -> str:
+        return self.source
+
+    @property
+    def is_catch_all(self) -> bool:
+        return not self.local_part
+
+
+class AliasTarget(models.Model):
+    """One destination of an alias: a local or a remote address."""
+
+    alias = models.ForeignKey(Alias, on_delete=models.CASCADE, related_name="targets")
+    address = models.CharField(max_length=320)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["alias", "address"], name="alias_target_unique")]
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class Mailbox(models.Model):
+    """A folder of one account. `/` is the hierarchy delimiter (RFC 9051 §5.1)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="mailboxes")
+    name = models.CharField(max_length=512)
+    # RFC 9051 §2.3.1.1: UIDVALIDITY changes only when UIDs of this name are reused.
+    uidvalidity = models.PositiveBigIntegerField()
+    uidnext = models.PositiveBigIntegerField(default=1)
+    # RFC 7162 §3.1.1: the highest MODSEQ of any change in this folder.
+    highestmodseq = models.PositiveBigIntegerField(default=1)
+    special_use = models.CharField(max_length=16, blank=True)
+    subscribed = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["account", "name"]
+        verbose_name = "folder"
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="mailbox_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.account.address}:{self.name}"
+
+
+class Message(models.Model):
+    """One message in one folder: UID, flags, MODSEQ, and cached parse results.
+
+    The raw bytes live once in blob storage under `blob` (the SHA-256 of the
+    bytes); copies in other folders point to the same blob.
+    """
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="messages")
+    uid = models.PositiveBigIntegerField()
+    modseq = models.PositiveBigIntegerField()
+    seen = models.BooleanField(default=False)
+    answered = models.BooleanField(default=False)
+    flagged = models.BooleanField(default=False)
+    deleted = models.BooleanField(default=False)
+    draft = models.BooleanField(default=False)
+    keywords = models.JSONField(default=list, blank=True)
+    internal_date = models.DateTimeField()
+    size = models.PositiveBigIntegerField()
+    blob = models.CharField(max_length=64, db_index=True)
+    envelope = models.JSONField(default=dict)
+    bodystructure = models.JSONField(default=dict)
+    subject = models.TextField(blank=True)
+    sender = models.CharField(max_length=998, blank=True)
+    sent_date = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=998, blank=True, db_index=True)
+    thread_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    has_attachments = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["mailbox", "uid"]
+        constraints = [models.UniqueConstraint(fields=["mailbox", "uid"], name="message_uid_unique")]
+        indexes = [models.Index(fields=["mailbox", "modseq"], name="message_modseq_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox} uid={self.uid}"
+
+    @property
+    def flags(self) -> list[str]:
+        """System flags then keywords, as IMAP names them."""
+        system = [name for name, field in SYSTEM_FLAG_FIELDS.items() if getattr(self, field)]
+        return system + list(self.keywords)
+
+
+class Expunged(models.Model):
+    """A tombstone for an expunged UID, kept with its MODSEQ for QRESYNC (RFC 7162 §3.2.5)."""
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="expunged")
+    uid = models.PositiveBigIntegerField()
+    modseq = models.PositiveBigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "expunged"
+        indexes = [models.Index(fields=["mailbox", "modseq"], name="expunged_modseq_idx")]

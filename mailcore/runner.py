@@ -1,0 +1,89 @@
+"""The long-running mail process (`manage.py runmail`): protocol listeners and background loops.
+
+Each protocol package adds a `ListenerSpec` to LISTENERS; each background job
+(the in-process delivery runner, the Redis event bridge) is a coroutine in
+`background_jobs()`. One event loop runs them all; SIGTERM or Ctrl-C closes
+the listeners, cancels the jobs and waits for the store's threads.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from mailcore.conf import conf
+from mailcore.store import aio
+from mailcore.store.events import hub
+from mailcore.tls import server_context
+
+log = logging.getLogger(__name__)
+
+# serve(host, port, tls_context, implicit_tls) starts one listener and returns its server.
+ServeFunction = Callable[[str, int, ssl.SSLContext, bool], Awaitable[asyncio.AbstractServer]]
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    """One listener: a name for logs, the port setting (MAIL_<port_name>_PORT), TLS mode, starter."""
+
+    label: str
+    port_name: str
+    implicit_tls: bool
+    serve: Callable[[], ServeFunction]  # imported lazily so that a listener's module loads only when used
+
+
+LISTENERS: list[ListenerSpec] = []
+
+
+def register(spec: ListenerSpec) -> None:
+    if all(existing.port_name != spec.port_name for existing in LISTENERS):
+        LISTENERS.append(spec)
+
+
+def background_jobs() -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if conf.redis_url:
+        jobs.append(hub.redis_bridge)
+    return jobs
+
+
+async def start_listeners() -> list[asyncio.AbstractServer]:
+    context = server_context()
+    servers = []
+    for spec in LISTENERS:
+        port = conf.port(spec.port_name)
+        if port == 0:
+            log.info("%s listener is off (MAIL_%s_PORT=0)", spec.label, spec.port_name)
+            continue
+        server = await spec.serve()(conf.bind, port, context, spec.implicit_tls)
+        log.info("%s listening on %s port %s%s", spec.label, conf.bind, port, " (TLS)" if spec.implicit_tls else "")
+        servers.append(server)
+    return servers
+
+
+async def run_forever() -> None:
+    """Run every listener and background job until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    servers = await start_listeners()
+    tasks = [asyncio.create_task(job()) for job in background_jobs()]
+    log.info("runmail ready: %d listener(s), %d background job(s)", len(servers), len(tasks))
+    try:
+        await stop.wait()
+    finally:
+        log.info("runmail stopping")
+        for server in servers:
+            server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in servers:
+            await server.wait_closed()
+        aio.shutdown()
+        log.info("runmail stopped")

@@ -1,0 +1,130 @@
+"""Raw messages stored once, content-addressed by SHA-256, through Django's storage API.
+
+On a filesystem storage a blob is written to a temporary file, fsynced, renamed
+into place and its directory fsynced, so that a reply sent after `put` returns
+survives a crash. Other storages (S3 through django-storages) are durable when
+their save call returns.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage, storages
+
+log = logging.getLogger(__name__)
+
+# A blob younger than this is never collected: its row may be about to commit.
+ORPHAN_GRACE_SECONDS = 3600
+
+
+class BlobError(OSError):
+    """A blob could not be written or read (disk full, unwritable, missing)."""
+
+
+def blob_storage() -> Storage:
+    return storages["mailblobs"]
+
+
+def blob_name(digest: str) -> str:
+    """Storage path of a digest: two levels of fan-out keep directories small."""
+    return f"{digest[:2]}/{digest[2:4]}/{digest}"
+
+
+def digest_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def put(raw: bytes) -> str:
+    """Store `raw` durably (once per content) and return its digest."""
+    digest = digest_of(raw)
+    storage = blob_storage()
+    name = blob_name(digest)
+    try:
+        if isinstance(storage, FileSystemStorage):
+            _put_file(Path(storage.path(name)), raw)
+        elif not storage.exists(name):
+            storage.save(name, ContentFile(raw))
+    except OSError as err:
+        raise BlobError(f"cannot store message blob: {err.strerror or err}") from err
+    return digest
+
+
+def _put_file(path: Path, raw: bytes) -> None:
+    if path.exists():
+        # Refresh the age so that orphan collection cannot remove a blob a new row is about to use.
+        os.utime(path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def get(digest: str) -> bytes:
+    """The raw bytes of a stored blob."""
+    try:
+        with blob_storage().open(blob_name(digest), "rb") as handle:
+            return bytes(handle.read())
+    except OSError as err:
+        raise BlobError(f"message blob {digest} is unreadable: {err}") from err
+
+
+def get_range(digest: str, start: int, end: int | None) -> bytes:
+    """Bytes [start, end) of a blob (to its end when `end` is None), reading only that range."""
+    storage = blob_storage()
+    try:
+        with storage.open(blob_name(digest), "rb") as handle:
+            handle.seek(start)
+            return bytes(handle.read() if end is None else handle.read(max(0, end - start)))
+    except OSError as err:
+        raise BlobError(f"message blob {digest} is unreadable: {err}") from err
+
+
+def iter_blobs() -> Iterator[tuple[str, str, float]]:
+    """Every stored file as (storage name, digest, age in seconds); leftover temp files included."""
+    storage = blob_storage()
+    now = time.time()
+    for first_level in storage.listdir("")[0]:
+        for second_level in storage.listdir(first_level)[0]:
+            for filename in storage.listdir(f"{first_level}/{second_level}")[1]:
+                name = f"{first_level}/{second_level}/{filename}"
+                yield name, filename, now - storage.get_modified_time(name).timestamp()
+
+
+def delete_unreferenced(referenced: Iterable[str], grace: float = ORPHAN_GRACE_SECONDS) -> list[str]:
+    """Delete blobs (and temp files) not in `referenced` and older than `grace` seconds.
+
+    Returns the storage names removed.
+    """
+    keep = set(referenced)
+    storage = blob_storage()
+    removed = []
+    for name, digest, age in list(iter_blobs()):
+        if digest not in keep and age >= grace:
+            storage.delete(name)
+            removed.append(name)
+            log.info("removed orphan blob %s", name)
+    return removed

@@ -1,0 +1,393 @@
+"""Messages in folders: deliver, append, fetch, flags, copy, move, expunge, quota.
+
+Every write follows one order so that crashes lose nothing and PostgreSQL
+never deadlocks: blob first (fsynced), then in one transaction the account row
+(quota), then the folder row (UID and MODSEQ allocation), then message rows.
+Change events go out only after the transaction commits.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from mailcore import directory
+from mailcore.address import AddressError
+from mailcore.mime import ParsedMessage, parse_message, to_crlf
+from mailcore.models import SYSTEM_FLAG_FIELDS, Account, Expunged, Mailbox, Message
+from mailcore.store import blobs
+from mailcore.store.events import EXPUNGE, FLAGS, NEW, MailboxEvent, hub
+from mailcore.store.folders import INBOX
+from mailcore.store.types import (
+    Appended,
+    DeliveryReport,
+    FlagChange,
+    FlagResult,
+    FolderRef,
+    MessageInfo,
+    NoSuchFolder,
+    OverQuota,
+    StorageFailure,
+)
+
+log = logging.getLogger(__name__)
+
+FLAG_ADD, FLAG_REMOVE, FLAG_REPLACE = "add", "remove", "replace"
+_FIELD_BY_LOWER_FLAG = {name.lower(): field for name, field in SYSTEM_FLAG_FIELDS.items()}
+BULK_BATCH = 500
+
+
+# Writing ------------------------------------------------------------------
+
+
+def store_blob(raw: bytes) -> tuple[bytes, str]:
+    """CRLF-normalise and durably store `raw`; return the stored bytes and their digest."""
+    data = to_crlf(raw)
+    try:
+        return data, blobs.put(data)
+    except blobs.BlobError as err:
+        raise StorageFailure(str(err)) from err
+
+
+def deliver(raw: bytes, recipients: Sequence[str], internal_date: dt.datetime | None = None) -> DeliveryReport:
+    """Deliver `raw` to each envelope recipient's INBOX (after aliases, +tags and catch-all).
+
+    Returns what happened per recipient. Durable when it returns: the blob is
+    fsynced and every row committed. One recipient over quota does not stop the
+    others. Raises StorageFailure when the blob cannot be written.
+    """
+    report = DeliveryReport()
+    targets = _route_recipients(recipients, report)
+    if not targets:
+        return report
+    data, digest = store_blob(raw)
+    parsed = parse_message(data)
+    when = internal_date or timezone.now()
+    with transaction.atomic():
+        for account_id in sorted(targets):
+            mailbox = Mailbox.objects.get(account_id=account_id, name=INBOX)
+            try:
+                uid = _insert(mailbox, data, digest, parsed, when, flags=())
+            except OverQuota:
+                report.over_quota.extend(targets[account_id])
+                continue
+            for rcpt in targets[account_id]:
+                report.delivered.setdefault(rcpt, []).append((mailbox.pk, uid))
+    return report
+
+
+def _route_recipients(recipients: Sequence[str], report: DeliveryReport) -> dict[int, list[str]]:
+    """Map account id to the recipients that reach it; note unknown and remote ones in `report`."""
+    targets: dict[int, list[str]] = {}
+    for rcpt in recipients:
+        try:
+            route = directory.resolve(rcpt)
+        except AddressError:
+            report.unknown.append(rcpt)
+            continue
+        if route.unknown:
+            report.unknown.append(rcpt)
+        for account_id in route.accounts:
+            targets.setdefault(account_id, []).append(rcpt)
+        report.remote.extend(r for r in route.remote if r not in report.remote)
+    return targets
+
+
+def append(
+    ref: FolderRef, raw: bytes, flags: Iterable[str] = (), internal_date: dt.datetime | None = None
+) -> Appended:
+    """RFC 9051 §6.3.12 APPEND: add a message to a folder; returns APPENDUID data (RFC 4315)."""
+    data, digest = store_blob(raw)
+    parsed = parse_message(data)
+    with transaction.atomic():
+        mailbox = _mailbox(ref)
+        uid = _insert(mailbox, data, digest, parsed, internal_date or timezone.now(), flags=tuple(flags))
+    return Appended(uidvalidity=mailbox.uidvalidity, uid=uid)
+
+
+def _mailbox(ref: FolderRef) -> Mailbox:
+    mailbox = Mailbox.objects.filter(pk=ref.mailbox_id, account_id=ref.account_id).first()
+    if mailbox is None:
+        raise NoSuchFolder(f"folder {ref.name} no longer exists")
+    return mailbox
+
+
+def _insert(
+    mailbox: Mailbox, data: bytes, digest: str, parsed: ParsedMessage, when: dt.datetime, flags: tuple[str, ...]
+) -> int:
+    """Insert one message row (inside the caller's transaction); return its UID."""
+    _charge_quota(mailbox.account_id, len(data))
+    uid, modseq = _allocate_uids(mailbox.pk, 1)
+    row = Message(
+        mailbox=mailbox,
+        uid=uid,
+        modseq=modseq,
+        internal_date=when,
+        size=len(data),
+        blob=digest,
+        envelope=parsed.envelope,
+        bodystructure=parsed.bodystructure,
+        subject=parsed.subject,
+        sender=parsed.sender,
+        sent_date=parsed.sent_date,
+        message_id=parsed.message_id,
+        thread_id=_thread_of(mailbox.account_id, parsed),
+        has_attachments=parsed.has_attachments,
+    )
+    _apply_flags(row, flags, FLAG_REPLACE)
+    row.save(force_insert=True)
+    if row.thread_id is None:
+        Message.objects.filter(pk=row.pk).update(thread_id=row.pk)
+    _notify(NEW, mailbox.account_id, mailbox.pk, modseq, (uid,))
+    return uid
+
+
+def _charge_quota(account_id: int, size: int) -> None:
+    """Add `size` to the account's usage, or raise OverQuota; atomic under concurrency."""
+    fits = Q(quota_bytes=0) | Q(used_bytes__lte=F("quota_bytes") - size)
+    if not Account.objects.filter(fits, pk=account_id).update(used_bytes=F("used_bytes") + size):
+        raise OverQuota("mailbox is over quota")
+
+
+def _release_quota(account_id: int, size: int) -> None:
+    if size:
+        Account.objects.filter(pk=account_id).update(used_bytes=F("used_bytes") - size)
+
+
+def _allocate_uids(mailbox_id: int, count: int) -> tuple[int, int]:
+    """Reserve `count` UIDs and one new MODSEQ; returns (first UID, MODSEQ).
+
+    The UPDATE takes the folder row's write lock until commit, so concurrent
+    writers get distinct, ascending UIDs (RFC 9051 §2.3.1.1: "strictly ascending").
+    """
+    Mailbox.objects.filter(pk=mailbox_id).update(
+        uidnext=F("uidnext") + count, highestmodseq=F("highestmodseq") + 1
+    )
+    uidnext, modseq = Mailbox.objects.filter(pk=mailbox_id).values_list("uidnext", "highestmodseq").get()
+    return uidnext - count, modseq
+
+
+def _next_modseq(mailbox_id: int) -> int:
+    return _allocate_uids(mailbox_id, 0)[1]
+
+
+def _thread_of(account_id: int, parsed: ParsedMessage) -> int | None:
+    """The thread of the newest message this one replies to or references, if we have it."""
+    parents = parsed.in_reply_to + parsed.references
+    if not parents:
+        return None
+    match = (
+        Message.objects.filter(mailbox__account_id=account_id, message_id__in=parents)
+        .exclude(thread_id=None)
+        .order_by("-id")
+        .values_list("thread_id", flat=True)
+        .first()
+    )
+    return match
+
+
+def _notify(kind: str, account_id: int, mailbox_id: int, modseq: int, uids: tuple[int, ...]) -> None:
+    event = MailboxEvent(kind=kind, account_id=account_id, mailbox_id=mailbox_id, modseq=modseq, uids=uids)
+    transaction.on_commit(lambda: hub.publish(event))
+
+
+# Flags ----------------------------------------------------------------------
+
+
+def _apply_flags(row: Message, flags: Iterable[str], mode: str) -> bool:
+    """Change `row`'s flags in memory; return whether anything changed. \\Recent is never stored."""
+    system = {f: getattr(row, f) for f in SYSTEM_FLAG_FIELDS.values()}
+    keywords = list(row.keywords)
+    wanted_system = {_FIELD_BY_LOWER_FLAG[f.lower()] for f in flags if f.lower() in _FIELD_BY_LOWER_FLAG}
+    wanted_keywords = [f for f in flags if not f.startswith("\\")]
+    if mode == FLAG_REPLACE:
+        new_system = {f: f in wanted_system for f in system}
+        new_keywords = list(dict.fromkeys(wanted_keywords))
+    elif mode == FLAG_ADD:
+        new_system = {f: on or f in wanted_system for f, on in system.items()}
+        new_keywords = list(dict.fromkeys(keywords + wanted_keywords))
+    else:
+        new_system = {f: on and f not in wanted_system for f, on in system.items()}
+        new_keywords = [k for k in keywords if k not in wanted_keywords]
+    if new_system == system and new_keywords == keywords:
+        return False
+    for name, value in new_system.items():
+        setattr(row, name, value)
+    row.keywords = new_keywords
+    return True
+
+
+def store_flags(
+    ref: FolderRef, uids: Iterable[int], flags: Iterable[str], mode: str, unchanged_since: int | None = None
+) -> FlagResult:
+    """RFC 9051 §6.4.6 STORE, with RFC 7162 §3.1.3 UNCHANGEDSINCE. One MODSEQ for the whole change."""
+    flag_list = list(flags)
+    result = FlagResult()
+    with transaction.atomic():
+        mailbox = _mailbox(ref)
+        rows = list(Message.objects.filter(mailbox=mailbox, uid__in=list(uids)).order_by("uid"))
+        if unchanged_since is not None:
+            result.modified = [r.uid for r in rows if r.modseq > unchanged_since]
+            rows = [r for r in rows if r.modseq <= unchanged_since]
+        changed = [row for row in rows if _apply_flags(row, flag_list, mode)]
+        if not changed:
+            return result
+        modseq = _next_modseq(mailbox.pk)
+        for row in changed:
+            row.modseq = modseq
+        fields = [*SYSTEM_FLAG_FIELDS.values(), "keywords", "modseq"]
+        Message.objects.bulk_update(changed, fields, batch_size=BULK_BATCH)
+        result.changed = [FlagChange(row.uid, tuple(row.flags), modseq) for row in changed]
+        _notify(FLAGS, ref.account_id, mailbox.pk, modseq, tuple(r.uid for r in changed))
+    return result
+
+
+# Copy, move, expunge ------------------------------------------------------------
+
+
+def copy(source: FolderRef, uids: Iterable[int], target: FolderRef) -> list[tuple[int, int]]:
+    """RFC 9051 §6.4.7 COPY: returns (source UID, new UID) pairs for COPYUID (RFC 4315 §3)."""
+    with transaction.atomic():
+        return _copy_rows(source, uids, target)
+
+
+def _copy_rows(source: FolderRef, uids: Iterable[int], target: FolderRef) -> list[tuple[int, int]]:
+    _mailbox(source)
+    target_box = _mailbox(target)
+    rows = list(Message.objects.filter(mailbox_id=source.mailbox_id, uid__in=list(uids)).order_by("uid"))
+    if not rows:
+        return []
+    _charge_quota(target.account_id, sum(r.size for r in rows))
+    first_uid, modseq = _allocate_uids(target_box.pk, len(rows))
+    pairs = []
+    for offset, row in enumerate(rows):
+        pairs.append((row.uid, first_uid + offset))
+        row.pk = None
+        row.mailbox = target_box
+        row.uid = first_uid + offset
+        row.modseq = modseq
+    Message.objects.bulk_create(rows, batch_size=BULK_BATCH)
+    _notify(NEW, target.account_id, target_box.pk, modseq, tuple(new for _, new in pairs))
+    return pairs
+
+
+def move(source: FolderRef, uids: Iterable[int], target: FolderRef) -> list[tuple[int, int]]:
+    """RFC 6851 §3.1 MOVE: copy and expunge as one atomic step."""
+    uid_list = list(uids)
+    with transaction.atomic():
+        pairs = _copy_rows(source, uid_list, target)
+        _expunge_rows(source, [old for old, _ in pairs])
+    return pairs
+
+
+def expunge(ref: FolderRef, uids: Iterable[int] | None = None) -> list[int]:
+    """RFC 9051 §6.4.3 EXPUNGE (and UID EXPUNGE, RFC 4315 §2.1): remove \\Deleted messages."""
+    with transaction.atomic():
+        query = Message.objects.filter(mailbox_id=_mailbox(ref).pk, deleted=True)
+        if uids is not None:
+            query = query.filter(uid__in=list(uids))
+        return _expunge_rows(ref, list(query.order_by("uid").values_list("uid", flat=True)))
+
+
+def _expunge_rows(ref: FolderRef, uids: list[int]) -> list[int]:
+    if not uids:
+        return []
+    rows = Message.objects.filter(mailbox_id=ref.mailbox_id, uid__in=uids)
+    freed = rows.aggregate(total=Sum("size"))["total"] or 0
+    _release_quota(ref.account_id, freed)
+    modseq = _next_modseq(ref.mailbox_id)
+    rows.delete()
+    Expunged.objects.bulk_create(
+        [Expunged(mailbox_id=ref.mailbox_id, uid=uid, modseq=modseq) for uid in uids], batch_size=BULK_BATCH
+    )
+    _notify(EXPUNGE, ref.account_id, ref.mailbox_id, modseq, tuple(uids))
+    return uids
+
+
+# Reading ------------------------------------------------------------------------
+
+
+def uids(ref: FolderRef) -> list[int]:
+    """Every UID in the folder, ascending: index i is message sequence number i + 1."""
+    return list(Message.objects.filter(mailbox_id=_mailbox(ref).pk).order_by("uid").values_list("uid", flat=True))
+
+
+def fetch(ref: FolderRef, uids: Iterable[int] | None = None, changed_since: int | None = None) -> list[MessageInfo]:
+    """Messages by UID (all when `uids` is None), ascending; only those changed after a MODSEQ if given."""
+    query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
+    if uids is not None:
+        query = query.filter(uid__in=list(uids))
+    if changed_since is not None:
+        query = query.filter(modseq__gt=changed_since)
+    return [_message_info(row) for row in query.order_by("uid")]
+
+
+def fetch_by_sequence(ref: FolderRef, first: int, last: int) -> list[MessageInfo]:
+    """Messages with sequence numbers first..last (1-based, inclusive)."""
+    if first < 1 or last < first:
+        return []
+    query = Message.objects.filter(mailbox_id=_mailbox(ref).pk).order_by("uid")
+    return [_message_info(row) for row in query[first - 1 : last]]
+
+
+def expunged_since(ref: FolderRef, modseq: int) -> list[int]:
+    """UIDs expunged after `modseq` (RFC 7162 §3.2.5.2 VANISHED (EARLIER))."""
+    return list(
+        Expunged.objects.filter(mailbox_id=_mailbox(ref).pk, modseq__gt=modseq)
+        .order_by("uid")
+        .values_list("uid", flat=True)
+    )
+
+
+def read_message(ref: FolderRef, uid: int) -> bytes:
+    """The stored raw bytes of one message of this folder."""
+    digest = Message.objects.filter(mailbox_id=_mailbox(ref).pk, uid=uid).values_list("blob", flat=True).first()
+    if digest is None:
+        raise NoSuchFolder(f"no message with UID {uid} in {ref.name}")
+    return read_blob(digest)
+
+
+def read_blob(digest: str, start: int = 0, end: int | None = None) -> bytes:
+    """Bytes of a stored message (callers get digests only from their own MessageInfo)."""
+    try:
+        return blobs.get(digest) if start == 0 and end is None else blobs.get_range(digest, start, end)
+    except blobs.BlobError as err:
+        raise StorageFailure(str(err)) from err
+
+
+def _message_info(row: Message) -> MessageInfo:
+    return MessageInfo(
+        uid=row.uid,
+        modseq=row.modseq,
+        flags=tuple(row.flags),
+        internal_date=row.internal_date,
+        size=row.size,
+        blob=row.blob,
+        envelope=row.envelope,
+        bodystructure=row.bodystructure,
+        subject=row.subject,
+        sender=row.sender,
+        sent_date=row.sent_date,
+        message_id=row.message_id,
+        thread_id=row.thread_id,
+        has_attachments=row.has_attachments,
+    )
+
+
+# Quota and housekeeping ---------------------------------------------------------
+
+
+def quota(account_id: int) -> tuple[int, int]:
+    """(bytes used, limit in bytes; 0 for none) (RFC 9208 §5.1 STORAGE)."""
+    used, limit = Account.objects.filter(pk=account_id).values_list("used_bytes", "quota_bytes").get()
+    return used, limit
+
+
+def collect_orphan_blobs(grace: float = blobs.ORPHAN_GRACE_SECONDS) -> list[str]:
+    """Delete stored blobs no message row points to (after a failed write or expunges)."""
+    referenced = Message.objects.values_list("blob", flat=True).distinct().iterator()
+    return blobs.delete_unreferenced(referenced, grace)

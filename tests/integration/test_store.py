@@ -1,0 +1,262 @@
+"""The store API against the real database and a real blob directory."""
+import asyncio
+import os
+import threading
+
+import pytest
+from django.db import connection
+
+from mailcore import store
+from mailcore.models import Message
+from mailcore.store import aio, blobs
+from tests.conftest import CORPUS_DIR, corpus_files
+
+MESSAGE = b"From: carol@elsewhere.test\nTo: alice@example.test\nSubject: Hello\n\nHi Alice.\n"
+
+
+def inbox(account):
+    return store.get_folder(account.pk, "INBOX")
+
+
+def test_deliver_stores_crlf_bytes_once_and_assigns_uids(alice, bob):
+    report = store.deliver(MESSAGE, ["alice@example.test", "bob@example.test"])
+    assert report.all_delivered and set(report.delivered) == {"alice@example.test", "bob@example.test"}
+    for account in (alice, bob):
+        [info] = store.fetch(inbox(account))
+        assert info.uid == 1 and info.flags == () and info.subject == "Hello"
+        assert store.read_message(inbox(account), 1) == MESSAGE.replace(b"\n", b"\r\n")
+    assert len({m.blob for m in Message.objects.all()}) == 1
+
+
+def test_unknown_and_remote_recipients_are_reported(alice):
+    store.deliver(MESSAGE, ["alice@example.test"])
+    from mailcore.directory import create_alias
+
+    create_alias("fwd@example.test", ["someone@elsewhere.test"])
+    report = store.deliver(MESSAGE, ["nobody@example.test", "fwd@example.test", "bad address"])
+    assert report.unknown == ["nobody@example.test", "bad address"]
+    assert report.remote == ["someone@elsewhere.test"]
+    assert report.delivered == {}
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: str(p.relative_to(CORPUS_DIR)))
+def test_corpus_round_trips_byte_exact_after_crlf(alice, path):
+    raw = path.read_bytes()
+    appended = store.append(inbox(alice), raw)
+    stored = store.read_message(inbox(alice), appended.uid)
+    assert stored == raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    [info] = store.fetch(inbox(alice), [appended.uid])
+    assert info.size == len(stored)
+
+
+def test_append_with_flags_and_date(alice):
+    import datetime as dt
+
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    appended = store.append(store.get_folder(alice.pk, "Drafts"), MESSAGE, ["\\Draft", "\\seen", "$Label1"], when)
+    [info] = store.fetch(store.get_folder(alice.pk, "Drafts"))
+    assert appended.uid == 1 and appended.uidvalidity == store.get_folder(alice.pk, "Drafts").uidvalidity
+    assert info.flags == ("\\Seen", "\\Draft", "$Label1") and info.internal_date == when
+
+
+def test_flags_add_remove_replace_and_modseq(alice):
+    ref = inbox(alice)
+    store.deliver(MESSAGE, ["alice@example.test"])
+    store.deliver(MESSAGE, ["alice@example.test"])
+    before = store.folder_info(ref).highestmodseq
+    result = store.store_flags(ref, [1, 2], ["\\Seen", "work"], store.FLAG_ADD)
+    assert [(c.uid, c.flags) for c in result.changed] == [(1, ("\\Seen", "work")), (2, ("\\Seen", "work"))]
+    assert result.changed[0].modseq == before + 1 == store.folder_info(ref).highestmodseq
+    assert store.store_flags(ref, [1], ["\\Seen"], store.FLAG_ADD).changed == []  # no change, no MODSEQ
+    store.store_flags(ref, [1], ["work"], store.FLAG_REMOVE)
+    store.store_flags(ref, [2], ["\\Flagged"], store.FLAG_REPLACE)
+    assert [m.flags for m in store.fetch(ref)] == [("\\Seen",), ("\\Flagged",)]
+
+
+def test_unchangedsince_reports_modified_messages(alice):
+    ref = inbox(alice)
+    store.deliver(MESSAGE, ["alice@example.test"])
+    store.deliver(MESSAGE, ["alice@example.test"])
+    modseq_of_2 = store.fetch(ref, [2])[0].modseq
+    store.store_flags(ref, [2], ["\\Seen"], store.FLAG_ADD)
+    result = store.store_flags(ref, [1, 2], ["\\Flagged"], store.FLAG_ADD, unchanged_since=modseq_of_2)
+    assert result.modified == [2] and [c.uid for c in result.changed] == [1]
+
+
+def test_copy_move_expunge_and_tombstones(alice):
+    ref, archive = inbox(alice), store.get_folder(alice.pk, "Archive")
+    for _ in range(3):
+        store.deliver(MESSAGE, ["alice@example.test"])
+    assert store.copy(ref, [1, 3], archive) == [(1, 1), (3, 2)]
+    assert store.move(ref, [2], archive) == [(2, 3)]
+    assert store.uids(ref) == [1, 3] and store.uids(archive) == [1, 2, 3]
+    modseq = store.folder_info(ref).highestmodseq
+    store.store_flags(ref, [3], ["\\Deleted"], store.FLAG_ADD)
+    assert store.expunge(ref) == [3]
+    assert store.uids(ref) == [1]
+    assert store.expunged_since(ref, 0) == [2, 3] and store.expunged_since(ref, modseq) == [3]
+    store.deliver(MESSAGE, ["alice@example.test"])
+    assert store.uids(ref) == [1, 4]  # UIDs are never reused
+    assert [m.uid for m in store.fetch_by_sequence(ref, 2, 2)] == [4]
+
+
+def test_quota_is_a_temporary_failure_and_counts_usage(domain):
+    from mailcore.directory import create_account
+
+    size = len(MESSAGE.replace(b"\n", b"\r\n"))
+    carol = create_account("carol@example.test", "carol-secret-pw", quota_bytes=size * 2)
+    assert store.deliver(MESSAGE, ["carol@example.test"]).all_delivered
+    assert store.deliver(MESSAGE, ["carol@example.test"]).all_delivered
+    report = store.deliver(MESSAGE, ["carol@example.test"])
+    assert report.over_quota == ["carol@example.test"] and report.delivered == {}
+    assert store.quota(carol.pk) == (size * 2, size * 2)
+    with pytest.raises(store.OverQuota) as caught:
+        store.append(store.get_folder(carol.pk, "Drafts"), MESSAGE)
+    assert caught.value.temporary
+    store.store_flags(inbox(carol), [1], ["\\Deleted"], store.FLAG_ADD)
+    store.expunge(inbox(carol))
+    assert store.quota(carol.pk) == (size, size * 2)
+
+
+def test_folders_create_rename_delete(alice):
+    store.create_folder(alice.pk, "Projects/2024/Q1")
+    names = [f.name for f in store.list_folders(alice.pk)]
+    assert {"Projects", "Projects/2024", "Projects/2024/Q1"} <= set(names) and names[0] == "INBOX"
+    store.rename_folder(alice.pk, "Projects", "Work")
+    names = {f.name for f in store.list_folders(alice.pk)}
+    assert {"Work", "Work/2024", "Work/2024/Q1"} <= names and "Projects" not in names
+    with pytest.raises(store.FolderExists):
+        store.create_folder(alice.pk, "Work")
+    with pytest.raises(store.FolderNotAllowed):
+        store.delete_folder(alice.pk, "inbox")
+    with pytest.raises(store.FolderNotAllowed):
+        store.rename_folder(alice.pk, "Work", "Work/inside")
+    store.delete_folder(alice.pk, "Work/2024")
+    assert "Work/2024" not in {f.name for f in store.list_folders(alice.pk)}
+
+
+@pytest.mark.parametrize("name", ["", "a//b", "/lead", "trail/", "a/../b", "%", "x*", "tab\there", ".."])
+def test_bad_folder_names_are_refused(alice, name):
+    with pytest.raises(store.InvalidFolderName):
+        store.create_folder(alice.pk, name)
+
+
+def test_recreated_folder_gets_a_new_uidvalidity(alice):
+    first = store.create_folder(alice.pk, "Temp")
+    store.delete_folder(alice.pk, "Temp")
+    second = store.create_folder(alice.pk, "Temp")
+    assert second.uidvalidity > first.uidvalidity
+
+
+def test_renaming_inbox_moves_its_mail_and_leaves_it_empty(alice):
+    store.deliver(MESSAGE, ["alice@example.test"])
+    store.rename_folder(alice.pk, "INBOX", "Old")
+    assert store.uids(inbox(alice)) == []
+    assert len(store.uids(store.get_folder(alice.pk, "Old"))) == 1
+
+
+def test_folders_of_another_account_are_out_of_reach(alice, bob):
+    store.deliver(MESSAGE, ["bob@example.test"])
+    bob_inbox = inbox(bob)
+    forged = store.FolderRef(alice.pk, bob_inbox.mailbox_id, "INBOX", bob_inbox.uidvalidity)
+    with pytest.raises(store.NoSuchFolder):
+        store.fetch(forged)
+    with pytest.raises(store.NoSuchFolder):
+        store.read_message(forged, 1)
+
+
+def test_threads_join_replies(alice):
+    store.deliver(b"Message-ID: <root@x.test>\r\nSubject: a\r\n\r\n.", ["alice@example.test"])
+    store.deliver(b"Message-ID: <r1@x.test>\r\nIn-Reply-To: <root@x.test>\r\n\r\n.", ["alice@example.test"])
+    store.deliver(b"Message-ID: <other@x.test>\r\n\r\n.", ["alice@example.test"])
+    threads = [m.thread_id for m in store.fetch(inbox(alice))]
+    assert threads[0] == threads[1] != threads[2]
+
+
+def test_unwritable_blob_storage_is_a_storage_failure_with_no_rows(alice, blob_dir):
+    if os.geteuid() == 0:
+        # root ignores directory permissions: make the blob path a file instead.
+        blob_dir.parent.mkdir(parents=True, exist_ok=True)
+        blob_dir.write_bytes(b"not a directory")
+    else:
+        blob_dir.mkdir(parents=True)
+        blob_dir.chmod(0o500)
+    with pytest.raises(store.StorageFailure) as caught:
+        store.deliver(MESSAGE, ["alice@example.test"])
+    assert caught.value.temporary
+    assert Message.objects.count() == 0
+
+
+def test_failed_commit_leaves_an_orphan_that_collection_removes(alice, blob_dir, monkeypatch):
+    from mailcore.store import messages
+
+    def broken_thread(*args):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(messages, "_thread_of", broken_thread)
+    with pytest.raises(RuntimeError):
+        store.deliver(MESSAGE, ["alice@example.test"])
+    assert Message.objects.count() == 0
+    assert len(list(blobs.iter_blobs())) == 1
+    assert store.collect_orphan_blobs(grace=3600) == []  # too young: may be about to be used
+    assert len(store.collect_orphan_blobs(grace=0)) == 1
+    assert list(blobs.iter_blobs()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_deliveries_get_distinct_ascending_uids(alice):
+    errors = []
+    barrier = threading.Barrier(20)
+
+    def deliver(n):
+        try:
+            barrier.wait()
+            store.deliver(MESSAGE + str(n).encode(), ["alice@example.test"])
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    uids = list(Message.objects.filter(mailbox__account=alice).order_by("id").values_list("uid", flat=True))
+    assert sorted(uids) == list(range(1, 21))
+    assert uids == sorted(uids)  # rows committed in UID order: UIDs ascend with insertion
+    assert store.folder_info(inbox(alice)).uidnext == 21
+
+
+@pytest.mark.django_db(transaction=True)
+def test_change_events_reach_async_subscribers(alice):
+    ref = inbox(alice)
+
+    async def scenario():
+        subscription = store.hub.subscribe(alice.pk, ref.mailbox_id)
+        bridge = None
+        if os.environ.get("REDIS_URL"):
+            ready = asyncio.Event()
+            bridge = asyncio.create_task(store.hub.redis_bridge(ready))
+            await asyncio.wait_for(ready.wait(), 5)
+        try:
+            await aio.run(store.deliver, MESSAGE, ["alice@example.test"])
+            new = await asyncio.wait_for(subscription.get(), 5)
+            await aio.run(store.store_flags, ref, [1], ["\\Seen"], store.FLAG_ADD)
+            flags = await asyncio.wait_for(subscription.get(), 5)
+            return new, flags
+        finally:
+            subscription.close()
+            if bridge:
+                bridge.cancel()
+            aio.shutdown()
+
+    new, flags = asyncio.run(scenario())
+    assert (new.kind, new.uids, new.mailbox_id) == ("new", (1,), ref.mailbox_id)
+    assert (flags.kind, flags.uids) == ("flags", (1,)) and flags.modseq > new.modseq
+
+
+def test_async_boundary_refuses_non_store_functions():
+    with pytest.raises(TypeError):
+        asyncio.run(aio.run(print, "x"))

@@ -1,0 +1,109 @@
+"""The parser over the whole corpus, and exact structures for known messages."""
+import pytest
+
+from mailcore.mime import decode_transfer_encoding, parse_message, to_crlf
+from mailcore.mime.parse import part_filename
+from tests.conftest import CORPUS_DIR, corpus_files
+
+
+def walk(part):
+    yield part
+    for child in part.get("parts", []):
+        yield from walk(child)
+    if "message" in part:
+        yield from walk(part["message"]["body"])
+
+
+@pytest.mark.parametrize("path", corpus_files(), ids=lambda p: str(p.relative_to(CORPUS_DIR)))
+def test_every_corpus_message_parses_with_consistent_offsets(path):
+    raw = to_crlf(path.read_bytes())
+    parsed = parse_message(raw)
+    root = parsed.bodystructure
+    assert root["header_start"] == 0 and root["end"] == len(raw)
+    for part in walk(root):
+        assert part["header_start"] <= part["header_end"] <= part["body_start"] <= part["end"] <= len(raw)
+        assert part["size"] == part["end"] - part["body_start"]
+        for child in part.get("parts", []):
+            assert part["body_start"] <= child["header_start"] and child["end"] <= part["end"]
+    assert set(parsed.envelope) == {
+        "date", "subject", "from", "sender", "reply_to", "to", "cc", "bcc", "in_reply_to", "message_id"
+    }
+
+
+def test_to_crlf_changes_only_line_ends():
+    assert to_crlf(b"a\nb\r\nc\rd\n") == b"a\r\nb\r\nc\rd\r\n"
+
+
+def test_multipart_with_pdf_attachment_structure():
+    raw = to_crlf((CORPUS_DIR / "attachment_emails/attachment_pdf.eml").read_bytes())
+    parsed = parse_message(raw)
+    root = parsed.bodystructure
+    assert (root["type"], root["subtype"]) == ("multipart", "mixed")
+    kinds = [(p["type"], p["subtype"], p["disposition"]) for p in root["parts"]]
+    assert kinds == [("text", "plain", ["inline", []]), ("application", "pdf", ["attachment", [["filename", "broken.pdf"]]])]
+    pdf = root["parts"][1]
+    body = decode_transfer_encoding(raw[pdf["body_start"] : pdf["end"]], pdf["encoding"])
+    assert body.startswith(b"%PDF")
+    assert part_filename(pdf) == "broken.pdf"
+    assert parsed.has_attachments
+    assert parsed.subject == "Another PDF with 🎉 Unicode chars in it 🍿"
+    assert parsed.sender == "Test Tester <xxxx@xxxx.com>"
+
+
+def test_body_part_offsets_slice_exact_bytes():
+    raw = (
+        b"Content-Type: multipart/alternative; boundary=\"XX\"\r\n\r\npreamble\r\n--XX\r\n"
+        b"Content-Type: text/plain\r\n\r\nhello\r\n--XX  \r\nContent-Type: text/html\r\n\r\n<b>hi</b>\r\n--XX--\r\nepilogue\r\n"
+    )
+    root = parse_message(raw).bodystructure
+    text, html = root["parts"]
+    assert raw[text["body_start"] : text["end"]] == b"hello"
+    assert raw[html["body_start"] : html["end"]] == b"<b>hi</b>"
+    assert raw[text["header_start"] : text["header_end"]] == b"Content-Type: text/plain\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\r\n",
+        b"no header at all",
+        b"Content-Type: multipart/mixed\r\n\r\nno boundary",
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nunterminated",
+        b"Content-Type: garbage\r\n\r\nbody",
+        b"Content-Type: message/rfc822\r\n\r\n",
+        b"Subject: =?utf-8?B?broken\r\nFrom: <<<@@@>>>\r\nDate: yesterday\r\n\r\nx",
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n" * 200,
+    ],
+)
+def test_hostile_messages_parse_without_exceptions(raw):
+    parsed = parse_message(raw)
+    assert parsed.bodystructure["end"] == len(raw)
+
+
+def test_deep_nesting_is_cut_at_the_limit():
+    raw = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\nContent-Type: message/rfc822\r\n\r\n" * 300
+    depth, part = 0, parse_message(raw).bodystructure
+    while "parts" in part or "message" in part:
+        part = part["parts"][0] if "parts" in part else part["message"]["body"]
+        depth += 1
+    assert depth <= 50
+
+
+def test_envelope_addresses_and_groups():
+    raw = (
+        b"From: \"Alice A.\" <alice@example.test>\r\nTo: friends: bob@example.test, carol@example.test;, dave@x.test\r\n"
+        b"Subject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <id1@example.test>\r\n\r\nbody"
+    )
+    parsed = parse_message(raw)
+    assert parsed.envelope["from"] == [["Alice A.", None, "alice", "example.test"]]
+    assert parsed.envelope["to"] == [
+        [None, None, "friends", None],
+        [None, None, "bob", "example.test"],
+        [None, None, "carol", "example.test"],
+        [None, None, None, None],
+        [None, None, "dave", "x.test"],
+    ]
+    assert parsed.envelope["sender"] == parsed.envelope["from"]
+    assert parsed.subject == "café"
+    assert parsed.message_id == "<id1@example.test>"

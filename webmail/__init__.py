@@ -1,0 +1,1 @@
+"""The browser client: reads and changes mail only through mailcore.store."""
