@@ -106,6 +106,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # Raw messages live in their own storage (content-addressed); a filesystem under
@@ -126,6 +127,7 @@ LOGIN_URL = "/login/"
 
 # Redis and Celery. Unset means: in-process change events and in-process delivery.
 REDIS_URL = env("REDIS_URL", default="")
+MAIL_EVENTS_CHANNEL = env("MAIL_EVENTS_CHANNEL", default="mailcore")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -46,6 +46,11 @@ class MailConf:
         return str(settings.REDIS_URL)
 
     @property
+    def events_channel(self) -> str:
+        """Redis pub/sub channel prefix; separate installations sharing one Redis use different ones."""
+        return str(settings.MAIL_EVENTS_CHANNEL)
+
+    @property
     def celery_broker_url(self) -> str:
         return str(settings.CELERY_BROKER_URL)
 

@@ -43,10 +43,10 @@ def parse_fields(block: bytes) -> list[tuple[str, str]]:
             name, value = fields[-1]
             fields[-1] = (name, value + " " + bytes_to_text(line.strip()))
             continue
-        name_bytes, colon, value = line.partition(b":")
-        name_bytes = name_bytes.rstrip()
-        if colon and _FIELD_NAME.match(name_bytes):
-            fields.append((name_bytes.decode("ascii").lower(), bytes_to_text(value.strip())))
+        raw_name, colon, raw_value = line.partition(b":")
+        raw_name = raw_name.rstrip()
+        if colon and _FIELD_NAME.match(raw_name):
+            fields.append((raw_name.decode("ascii").lower(), bytes_to_text(raw_value.strip())))
     return fields
 
 
@@ -76,7 +76,7 @@ def address_groups(value: str | None) -> list[tuple[str | None, list[tuple[str, 
         return []
     try:
         header = default_policy.header_factory("to", value)
-        groups = header.groups  # type: ignore[attr-defined]  # AddressHeader, chosen by the name "to"
+        groups = header.groups
     except Exception:  # noqa: BLE001 - the stdlib parser raises many types on hostile input
         return []
     result: list[tuple[str | None, list[tuple[str, str, str]]]] = []

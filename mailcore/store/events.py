@@ -13,12 +13,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from mailcore.conf import conf
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "mailcore:mailbox:"
 NEW, FLAGS, EXPUNGE, FOLDERS = "new", "flags", "expunge", "folders"
 
 
@@ -81,7 +81,7 @@ class EventHub:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
         self._lock = threading.Lock()
-        self._redis_client = None
+        self._redis_client: Any = None  # a redis.Redis, made on first publish
 
     def subscribe(self, account_id: int, mailbox_id: int | None = None) -> Subscription:
         """Subscribe from inside a running event loop; `mailbox_id` None means every folder."""
@@ -116,7 +116,7 @@ class EventHub:
         try:
             if self._redis_client is None:
                 self._redis_client = redis.Redis.from_url(conf.redis_url)
-            self._redis_client.publish(f"{CHANNEL_PREFIX}{event.mailbox_id}", event.to_json())
+            self._redis_client.publish(f"{conf.events_channel}:mailbox:{event.mailbox_id}", event.to_json())
         except redis.RedisError as err:
             # The change is committed; only the wake-up is lost. Sessions also
             # re-read folder state on NOOP/IDLE timeouts, so nothing is missed for good.
@@ -129,7 +129,7 @@ class EventHub:
 
         client = aioredis.Redis.from_url(conf.redis_url)
         pubsub = client.pubsub()
-        await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+        await pubsub.psubscribe(f"{conf.events_channel}:mailbox:*")
         if ready is not None:
             ready.set()
         try:

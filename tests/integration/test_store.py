@@ -52,7 +52,7 @@ def test_corpus_round_trips_byte_exact_after_crlf(alice, path):
 def test_append_with_flags_and_date(alice):
     import datetime as dt
 
-    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
     appended = store.append(store.get_folder(alice.pk, "Drafts"), MESSAGE, ["\\Draft", "\\seen", "$Label1"], when)
     [info] = store.fetch(store.get_folder(alice.pk, "Drafts"))
     assert appended.uid == 1 and appended.uidvalidity == store.get_folder(alice.pk, "Drafts").uidvalidity

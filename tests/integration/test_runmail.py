@@ -1,0 +1,39 @@
+"""runmail as a real process: it starts, says it is ready, makes its TLS certificate, stops on SIGTERM."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_runmail_starts_and_stops_cleanly_on_sigterm(tmp_path):
+    env = {**os.environ, "MAIL_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env=env, check=True)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "runmail"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            lines.append(line)
+            if "runmail ready" in line or not line:
+                break
+        assert any("runmail ready" in line for line in lines), lines
+        assert (tmp_path / "tls" / "selfsigned.crt").exists()
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=20)
+        assert process.returncode == 0
+        assert "runmail stopped" in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
