@@ -129,6 +129,17 @@ LOGIN_URL = "/login/"
 REDIS_URL = env("REDIS_URL", default="")
 MAIL_EVENTS_CHANNEL = env("MAIL_EVENTS_CHANNEL", default="mailcore")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": MAIL_EVENTS_CHANNEL,
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

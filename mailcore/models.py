@@ -188,3 +188,46 @@ class Expunged(models.Model):
     class Meta:
         verbose_name_plural = "expunged"
         indexes = [models.Index(fields=["mailbox", "modseq"], name="expunged_modseq_idx")]
+
+
+class OutboundMessage(models.Model):
+    """A message waiting for remote delivery: one stored blob, one envelope sender."""
+
+    blob = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+    sender = models.CharField(max_length=320, blank=True, help_text="Envelope sender; empty for bounces.")
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    smtputf8 = models.BooleanField(default=False, help_text="The envelope or headers need SMTPUTF8.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"outbound #{self.pk} from <{self.sender}>"
+
+
+class OutboundRecipient(models.Model):
+    """One recipient of an outbound message: the queue's unit of work and its state machine."""
+
+    QUEUED, SENDING, DEFERRED, DELIVERED, BOUNCED, EXPIRED = (
+        "queued", "sending", "deferred", "delivered", "bounced", "expired"
+    )
+    STATES = [(s, s) for s in (QUEUED, SENDING, DEFERRED, DELIVERED, BOUNCED, EXPIRED)]
+
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="recipients")
+    address = models.CharField(max_length=320)
+    domain = models.CharField(max_length=255, help_text="A-label; recipients of one domain go together.")
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    mx_host = models.CharField(max_length=255, blank=True)
+    last_reply = models.TextField(blank=True)
+    delay_notified = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="outbound_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.state})"

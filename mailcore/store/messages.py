@@ -389,5 +389,7 @@ def quota(account_id: int) -> tuple[int, int]:
 
 def collect_orphan_blobs(grace: float = blobs.ORPHAN_GRACE_SECONDS) -> list[str]:
     """Delete stored blobs no message row points to (after a failed write or expunges)."""
-    referenced = Message.objects.values_list("blob", flat=True).distinct().iterator()
+    from mailcore.delivery.queue import referenced_blobs
+
+    referenced = set(Message.objects.values_list("blob", flat=True).distinct()) | referenced_blobs()
     return blobs.delete_unreferenced(referenced, grace)

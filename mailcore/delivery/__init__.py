@@ -1,0 +1,1 @@
+"""Outbound delivery: the queue (the database is its truth), MX lookup, SMTP client, retries, bounces."""
