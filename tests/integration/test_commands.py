@@ -85,4 +85,36 @@ def test_setupdemo_creates_two_logins_once(tmp_path):
     assert first == second
     lines = first.splitlines()
     assert lines[0] == "Demo logins (also in var/demo-logins.txt):"
-    assert [line.split()[0] for line in lines[1:]] == ["alice@example.test", "bob@example.test"]
+    assert [line.split()[0] for line in lines[1:]] == ["admin", "alice@example.test", "bob@example.test"]
+
+
+def test_full_disk_during_blob_write_is_a_clear_error_with_nothing_stored(tmp_path):
+    """A file-size limit makes the blob write fail like a full disk (EFBIG instead of ENOSPC)."""
+    import resource
+    import signal as signals
+
+    manage = fresh_manage(tmp_path)
+    manage("createdomain", "example.test")
+    manage("createmailbox", "alice@example.test", "--password", "alice-secret-pw")
+    limit = (tmp_path / "db.sqlite3").stat().st_size * 4 + 1_000_000
+
+    def limit_file_size():
+        signals.signal(signals.SIGXFSZ, signals.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "MAIL_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env.pop("DATABASE_URL", None)
+    big = b"Subject: big\r\n\r\n" + b"x" * (limit * 2)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "deliver", "alice@example.test"],
+        input=big, env=env, capture_output=True, timeout=60, preexec_fn=limit_file_size,
+    )
+    assert result.returncode == 1
+    assert result.stderr == b"CommandError: delivery failed: cannot store message blob: File too large\n"
+    assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []  # the temp file is gone too
+    count = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c",
+         "from mailcore.models import Message; print(Message.objects.count())"],
+        env=env, capture_output=True, timeout=60,
+    )
+    assert count.stdout.splitlines()[-1] == b"0"
