@@ -359,6 +359,11 @@ def read_blob(digest: str, start: int = 0, end: int | None = None) -> bytes:
         raise StorageFailure(str(err)) from err
 
 
+def contains(ref: FolderRef, message_id: str, digest: str) -> bool:
+    """Whether the folder already holds this exact message (same Message-ID and content digest)."""
+    return Message.objects.filter(mailbox_id=_mailbox(ref).pk, message_id=message_id, blob=digest).exists()
+
+
 def _message_info(row: Message) -> MessageInfo:
     return MessageInfo(
         uid=row.uid,
