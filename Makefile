@@ -4,14 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-only lint setup bench clean
+.PHONY: run test test-only lint setup bench clean deps-debian
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { \
 	  echo "python3 -m venv failed; installing Debian's python3-venv"; \
 	  apt-get install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 
-$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+# Debian packages the tests and benchmarks use (debian-packages.txt, one a line); skipped when all are present.
+deps-debian:
+	@missing=$$(for p in $$(grep -v '^\s*\(#\|$$\)' debian-packages.txt); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing Debian packages: $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null || \
+	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; }; fi
+
+$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt | deps-debian
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
