@@ -113,16 +113,16 @@ class TransactionCommands(AuthorizationCommands):
             return
         self.state = State.UPDATE
         removed = await self.update()
+        await self.release_maildrop()  # RFC 1939 §6: release the lock, then reply
         await self.send(f"+OK bye, {removed} messages deleted\r\n".encode())
 
     async def update(self) -> int:
         """RFC 1939 §6: "removes all messages marked as deleted from the maildrop"."""
         drop = self.drop()
         uids = drop.deleted_uids()
+        if not uids:
+            return 0
         try:
-            await self.flush_seen()
-            if not uids:
-                return 0
             await aio.run(store.store_flags, drop.ref, uids, ["\\Deleted"], store.FLAG_ADD)
             removed = await aio.run(store.expunge, drop.ref, uids)
         except store.StoreError as err:
@@ -132,14 +132,20 @@ class TransactionCommands(AuthorizationCommands):
         return len(removed)
 
     async def finish(self) -> None:
-        """Any end of the session (QUIT, drop, timeout): mark \\Seen, free the maildrop; never delete here."""
+        """Any end of the session (QUIT, drop, timeout, shutdown): never deletes anything."""
+        await self.release_maildrop()
+
+    async def release_maildrop(self) -> None:
+        """Mark retrieved messages \\Seen and free the maildrop lock (once)."""
         if self.renewer is not None:
             self.renewer.cancel()
             await asyncio.gather(self.renewer, return_exceptions=True)
+            self.renewer = None
         if self.maildrop is None:
             return
         try:
             await self.flush_seen()
         except Exception:
             log.warning("pop3[%s] %s could not mark messages \\Seen", self.id, self.peer, exc_info=True)
-        await aio.run(store.release_lock, self.maildrop.ref, self.lock_owner)
+        drop, self.maildrop = self.maildrop, None
+        await aio.run(store.release_lock, drop.ref, self.lock_owner)
