@@ -16,6 +16,8 @@ MAX_KEYWORD = 4
 MAX_SASL_LINE = 8192
 # Commands whose argument is the rest of the line, spaces included (RFC 1939 §7: passwords may hold spaces).
 REST_OF_LINE_COMMANDS = frozenset({"PASS"})
+# RFC 5034 §4: a base64 initial response may be longer than 40 characters (the 255-octet line limit still holds).
+LONG_ARGUMENT_COMMANDS = REST_OF_LINE_COMMANDS | {"AUTH"}
 
 _KEYWORD = re.compile(r"[A-Za-z]{3,4}")
 _MESSAGE_NUMBER = re.compile(r"[1-9][0-9]{0,9}")
@@ -51,7 +53,7 @@ def parse_command(line: bytes) -> Command:
     if not _KEYWORD.fullmatch(keyword):
         raise Pop3Error("unknown command")
     verb = keyword.upper()
-    if verb not in REST_OF_LINE_COMMANDS and any(len(arg) > MAX_ARGUMENT for arg in rest.split()):
+    if verb not in LONG_ARGUMENT_COMMANDS and any(len(arg) > MAX_ARGUMENT for arg in rest.split()):
         raise Pop3Error(f"argument too long (limit {MAX_ARGUMENT} characters, RFC 2449 section 4)")
     return Command(verb, rest)
 

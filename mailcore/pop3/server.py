@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 
 from mailcore.pop3.session import READ_LIMIT
@@ -18,7 +19,8 @@ async def serve(host: str, port: int, tls_context: ssl.SSLContext, implicit_tls:
     """Start a POP3 listener; RFC 8314 §3.3 implicit TLS when `implicit_tls`, else STLS (RFC 2595 §4)."""
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await Pop3Session(reader, writer, tls_context, implicit_tls).run()
+        with contextlib.suppress(asyncio.CancelledError):  # shutdown: the session has cleaned up already
+            await Pop3Session(reader, writer, tls_context, implicit_tls).run()
 
     return await asyncio.start_server(
         on_connect,
