@@ -4,12 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-only lint setup bench clean
+.PHONY: run test test-only lint setup bench clean deps-debian
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { \
 	  echo "python3 -m venv failed; installing Debian's python3-venv"; \
 	  apt-get install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+
+# Debian packages the tests and benchmarks use (debian-packages.txt, one a line); skipped when all are present.
+deps-debian:
+	@missing=$$(for p in $$(grep -v '^\s*\(#\|$$\)' debian-packages.txt); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing Debian packages: $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null || \
+	  { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; }; fi
 
 $(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --upgrade pip
@@ -24,7 +32,7 @@ run: setup
 	$(BIN)/python manage.py setupdemo
 	@./scripts/run-all
 
-test: $(STAMP) test-only
+test: deps-debian $(STAMP) test-only
 
 test-only:
 	$(BIN)/python -m pytest
@@ -33,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check mailcore webmail config tests bench
 	$(BIN)/mypy mailcore
 
-bench: setup
+bench: deps-debian setup
 	$(BIN)/python bench/store.py
 
 clean:

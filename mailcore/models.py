@@ -231,3 +231,18 @@ class OutboundRecipient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.state})"
+
+
+class MailboxLock(models.Model):
+    """An exclusive hold on one folder, with an expiry (POP3's maildrop lock, RFC 1939 §4).
+
+    A row, not a process-local lock, so that every runmail process sharing the
+    database sees it; the expiry frees the folder when its holder crashed.
+    """
+
+    mailbox = models.OneToOneField(Mailbox, on_delete=models.CASCADE, related_name="lock")
+    owner = models.CharField(max_length=100, help_text="Which session holds it (host, process, session).")
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.mailbox} held by {self.owner} until {self.expires_at:%H:%M:%S}"

@@ -36,7 +36,16 @@ class ListenerSpec:
     serve: Callable[[], ServeFunction]  # imported lazily so that a listener's module loads only when used
 
 
-LISTENERS: list[ListenerSpec] = []
+def _pop3() -> ServeFunction:
+    from mailcore.pop3 import serve
+
+    return serve
+
+
+LISTENERS: list[ListenerSpec] = [
+    ListenerSpec("POP3", "POP3", implicit_tls=False, serve=_pop3),  # RFC 1939, STLS (RFC 2595)
+    ListenerSpec("POP3S", "POP3S", implicit_tls=True, serve=_pop3),  # RFC 8314 §3.3 implicit TLS
+]
 
 
 def register(spec: ListenerSpec) -> None:

@@ -17,6 +17,7 @@ from mailcore.store.folders import (
     rename_folder,
     set_subscribed,
 )
+from mailcore.store.locks import acquire_lock, release_lock, renew_lock
 from mailcore.store.messages import (
     FLAG_ADD,
     FLAG_REMOVE,
@@ -59,8 +60,9 @@ __all__ = [
     "Appended", "DeliveryReport", "FlagChange", "FlagResult", "FolderExists", "FolderInfo",
     "FolderNotAllowed", "FolderRef", "InvalidFolderName", "MailboxEvent", "MessageInfo",
     "NoSuchFolder", "OverQuota", "StorageFailure", "StoreError", "Subscription",
-    "append", "collect_orphan_blobs", "contains", "copy", "create_folder", "delete_folder", "deliver",
+    "acquire_lock", "append", "collect_orphan_blobs", "contains", "copy", "create_folder", "delete_folder",
+    "deliver",
     "expunge", "expunged_since", "fetch", "fetch_by_sequence", "folder_by_special_use",
     "folder_info", "get_folder", "hub", "list_folders", "move", "normalize_name", "quota",
-    "read_blob", "read_message", "rename_folder", "set_subscribed", "store_flags", "uids",
+    "read_blob", "read_message", "release_lock", "rename_folder", "renew_lock", "set_subscribed", "store_flags", "uids",
 ]

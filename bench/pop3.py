@@ -1,0 +1,277 @@
+"""POP3 benchmark: RETR of 1,000 messages of 4 KB, in one session and over 20 parallel sessions.
+
+Our server runs as `manage.py runmail` (SQLite in a scratch var/); the baseline in
+the same run is Debian's Dovecot POP3 (dovecot-pop3d) started here in the
+foreground with a throwaway configuration on a loopback port (no system
+service), serving the same messages from Maildirs. The same raw-socket client
+drives both. Prints one JSON document with messages per second and the ratio.
+Usage: python bench/pop3.py [--messages N] [--sessions N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGE_SIZE = 4096
+PASSWORD = "bench-password-1"
+OTHER_PORTS = ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3S")
+
+
+def message(n: int) -> bytes:
+    head = f"From: bench@elsewhere.test\r\nTo: user@bench.test\r\nSubject: bench {n}\r\nMessage-ID: <{n}@b>\r\n\r\n"
+    body = b"".join(f"line {n}.{i} of the benchmark message body\r\n".encode() for i in range(200))
+    return head.encode() + body[: MESSAGE_SIZE - len(head) - 2] + b"\r\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on port {port}")
+
+
+# The client ------------------------------------------------------------------------------------------
+
+
+class Client:
+    """A minimal POP3 client: one command at a time, reads each response to its end."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buffer = b""
+        self.line()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise EOFError("server closed the connection")
+        self.buffer += chunk
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            self._fill()
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        if not line.startswith(b"+OK"):
+            raise RuntimeError(line.decode())
+        return line
+
+    def command(self, text: str) -> bytes:
+        self.sock.sendall(text.encode() + b"\r\n")
+        return self.line()
+
+    def multiline(self, text: str) -> int:
+        self.command(text)
+        while not (self.buffer.endswith(b"\r\n.\r\n") or self.buffer == b".\r\n"):
+            self._fill()
+        size, self.buffer = len(self.buffer), b""
+        return size
+
+    def login(self, user: str) -> int:
+        self.command(f"USER {user}")
+        reply = self.command(f"PASS {PASSWORD}")
+        return int(reply.split()[3]) if reply.startswith(b"+OK maildrop") else self.stat()
+
+    def stat(self) -> int:
+        return int(self.command("STAT").split()[1])
+
+
+def timed(port: int, users: list[str]) -> float:
+    """Messages per second of RETR for all `users` in parallel sessions (timed after every login)."""
+    clients = []
+    for user in users:
+        client = Client(port)
+        client.login(user)
+        clients.append(client)
+    counts = [client.stat() for client in clients]
+    errors: list[BaseException] = []
+    start_line = threading.Barrier(len(clients) + 1)
+
+    def run(client: Client, count: int) -> None:
+        start_line.wait()
+        try:
+            for number in range(1, count + 1):
+                client.multiline(f"RETR {number}")
+        except (OSError, EOFError, RuntimeError) as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(clients, counts, strict=True)]
+    for thread in threads:
+        thread.start()
+    start_line.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    for client in clients:
+        client.command("QUIT")
+        client.sock.close()
+    if errors:
+        raise errors[0]
+    return round(sum(counts) / elapsed, 1)
+
+
+def warm_up(port: int, users: list[str]) -> None:
+    for user in users:
+        client = Client(port)
+        client.login(user)
+        client.multiline("LIST")
+        client.command("QUIT")
+
+
+# Our server ---------------------------------------------------------------------------------------------
+
+
+def our_server(var: Path, plan: dict[str, int]) -> subprocess.Popen[bytes]:
+    port = free_port()
+    env = {**os.environ, "MAIL_VAR_DIR": str(var), "PYTHONPATH": str(ROOT), "MAIL_POP3_PORT": str(port),
+           "LOG_LEVEL": "WARNING"}
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    env.update({f"MAIL_{name}_PORT": "0" for name in OTHER_PORTS})
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True)
+    setup = (
+        "import django, json, sys; django.setup()\n"
+        "from mailcore import store; from mailcore.directory import create_domain, create_account\n"
+        "sys.path.insert(0, sys.argv[2]); from pop3 import message\n"
+        "create_domain('bench.test')\n"
+        "for user, count in json.loads(sys.argv[1]).items():\n"
+        f"    create_account(user + '@bench.test', {PASSWORD!r})\n"
+        "    for n in range(count): store.deliver(message(n), [user + '@bench.test'])\n"
+    )
+    subprocess.run([sys.executable, "-c", setup, json.dumps(plan), str(ROOT / "bench")],
+                   env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"}, check=True, cwd=ROOT)
+    process = subprocess.Popen([*manage, "runmail"], env=env, stderr=subprocess.DEVNULL)
+    process.port = port  # type: ignore[attr-defined]  # the benchmark's own bookkeeping
+    wait_for_port(port)
+    return process
+
+
+# Dovecot ------------------------------------------------------------------------------------------------
+
+DOVECOT_CONF = """\
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = pop3
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+first_valid_uid = 1
+mail_location = maildir:{d}/mail/%n/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {d}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={d}/mail/%n
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+def dovecot(directory: Path, plan: dict[str, int]) -> subprocess.Popen[bytes]:
+    port = free_port()
+    (directory / "passwd").write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}\n" for user in plan))
+    for user, count in plan.items():
+        maildir = directory / "mail" / user / "Maildir"
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True)
+        for n in range(count):
+            (maildir / "new" / f"{1_700_000_000 + n}.M{n}P1.bench").write_bytes(message(n).replace(b"\r\n", b"\n"))
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(directory / "mail")], check=True)
+    conf = directory / "dovecot.conf"
+    conf.write_text(DOVECOT_CONF.format(d=directory, port=port))
+    process = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    process.port = port  # type: ignore[attr-defined]
+    wait_for_port(port)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def measure(port: int, single: str, parallel: list[str]) -> dict[str, float]:
+    warm_up(port, [single, *parallel])
+    return {"one_session": timed(port, [single]), "parallel_sessions": timed(port, parallel)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=20)
+    args = parser.parse_args()
+    if shutil.which("dovecot") is None:
+        sys.exit("dovecot is not installed: run `make deps-debian` (debian-packages.txt lists dovecot-pop3d)")
+    parallel = [f"p{i}" for i in range(args.sessions)]
+    per_session = max(1, args.messages // args.sessions)
+    plan = {"single": args.messages, **{user: per_session for user in parallel}}
+    with tempfile.TemporaryDirectory(prefix="pop3-bench-") as scratch:
+        base = Path(scratch)
+        base.chmod(0o755)
+        (base / "ours").mkdir()
+        (base / "dovecot").mkdir()
+        ours_process = our_server(base / "ours", plan)
+        try:
+            ours = measure(ours_process.port, "single@bench.test", [f"{u}@bench.test" for u in parallel])  # type: ignore[attr-defined]
+        finally:
+            stop(ours_process)
+        dove_process = dovecot(base / "dovecot", plan)
+        try:
+            dove = measure(dove_process.port, "single", parallel)  # type: ignore[attr-defined]
+        finally:
+            stop(dove_process)
+    result = {
+        "benchmark": "pop3 RETR",
+        "message_size": MESSAGE_SIZE,
+        "messages_one_session": args.messages,
+        "parallel_sessions": args.sessions,
+        "messages_per_parallel_session": per_session,
+        "mailcore_msgs_per_s": ours,
+        "dovecot_msgs_per_s": dove,
+        "ratio_vs_dovecot": {key: round(ours[key] / dove[key], 2) for key in ours},
+        "goal": 0.5,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
