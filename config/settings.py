@@ -174,3 +174,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Outbound delivery (issue 4): DNS, queue, retries, bounces, DKIM ---
+MAIL_DNS_TIMEOUT = env.float("MAIL_DNS_TIMEOUT", default=3.0)

@@ -62,5 +62,12 @@ class MailConf:
         """The port of listener `name` (e.g. "SMTP" reads MAIL_SMTP_PORT); 0 means off."""
         return int(getattr(settings, f"MAIL_{name.upper()}_PORT"))
 
+    # --- outbound delivery (issue 4) ---
+
+    @property
+    def dns_timeout(self) -> float:
+        """Seconds to wait for one DNS server's answer (MAIL_DNS_TIMEOUT)."""
+        return float(settings.MAIL_DNS_TIMEOUT)
+
 
 conf = MailConf()
