@@ -191,3 +191,5 @@ MAIL_DKIM_SELECTOR = env("MAIL_DKIM_SELECTOR", default="mail")
 CELERY_BEAT_SCHEDULE = {
     "outbound-sweep": {"task": "mailcore.tasks.sweep_queue", "schedule": 60.0},
 }
+# A separate queue name lets installations (or test runs) share one Redis broker.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
