@@ -33,7 +33,7 @@ TIME_LIMIT = 120.0  # seconds per mode
 
 
 def message(n: int) -> bytes:
-    head = f"From: alice@example.test\r\nTo: u{n}@d{n % DOMAINS}.test\r\nSubject: bench {n}\r\nMessage-ID: <{n}@b>\r\n\r\n"
+    head = f"From: alice@example.test\r\nTo: {recipient(n)}\r\nSubject: bench {n}\r\nMessage-ID: <{n}@b>\r\n\r\n"
     body = "".join(f"line {i} of bench message {n}, padded to a usual width of text.\r\n" for i in range(80)).encode()
     return head.encode() + body[: MESSAGE_SIZE - len(head)]
 
