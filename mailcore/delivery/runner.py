@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from mailcore.conf import conf
@@ -66,15 +67,22 @@ async def _deliver_until_idle(loop: asyncio.AbstractEventLoop, executor: ThreadP
 
 
 def _deliver_due_in_thread(batch: int) -> int:
-    close_old_connections()  # a pool thread keeps its connection; drop it if broken or too old
+    close_old_connections()
     try:
         return worker.deliver_due(batch)
     finally:
-        close_old_connections()
+        connections.close_all()  # pool threads outlive the runner; leave no idle database session behind
+
+
+def _next_due_in_thread() -> dt.datetime | None:
+    try:
+        return claims.next_due_at()
+    finally:
+        connections.close_all()
 
 
 async def _sleep_until_due(loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, event: asyncio.Event) -> None:
-    next_due = await loop.run_in_executor(executor, claims.next_due_at)
+    next_due = await loop.run_in_executor(executor, _next_due_in_thread)
     timeout = SWEEP_INTERVAL
     if next_due is not None:
         timeout = min(SWEEP_INTERVAL, max(MIN_SLEEP, (next_due - timezone.now()).total_seconds()))
