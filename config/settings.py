@@ -193,3 +193,22 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Outbound delivery (issue 4): DNS, queue, retries, bounces, DKIM ---
+MAIL_DNS_TIMEOUT = env.float("MAIL_DNS_TIMEOUT", default=3.0)
+MAIL_QUEUE_LIFETIME = env.int("MAIL_QUEUE_LIFETIME", default=5 * 24 * 3600)  # seconds; then expire and bounce
+MAIL_DELAY_WARNING = env.int("MAIL_DELAY_WARNING", default=4 * 3600)  # seconds; then one "delayed" DSN
+MAIL_RETRY_SCHEDULE = env.list("MAIL_RETRY_SCHEDULE", cast=int, default=[60, 300, 900, 1800, 3600, 7200])
+MAIL_DELIVERY_WORKERS = env.int("MAIL_DELIVERY_WORKERS", default=4)  # in-process runner's parallel deliveries
+MAIL_SMTP_CLIENT_TIMEOUT = env.float("MAIL_SMTP_CLIENT_TIMEOUT", default=60.0)  # seconds per SMTP reply
+MAIL_RELAY = env("MAIL_RELAY", default="")  # "" direct to MX, "smarthost", or "anymail"
+MAIL_RELAY_HOST = env("MAIL_RELAY_HOST", default="")
+MAIL_RELAY_PORT = env.int("MAIL_RELAY_PORT", default=587)
+MAIL_RELAY_USER = env("MAIL_RELAY_USER", default="")
+MAIL_RELAY_PASSWORD = env("MAIL_RELAY_PASSWORD", default="")
+MAIL_DKIM_SELECTOR = env("MAIL_DKIM_SELECTOR", default="mail")
+CELERY_BEAT_SCHEDULE = {
+    "outbound-sweep": {"task": "mailcore.tasks.sweep_queue", "schedule": 60.0},
+}
+# A separate queue name lets installations (or test runs) share one Redis broker.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")

@@ -62,5 +62,73 @@ class MailConf:
         """The port of listener `name` (e.g. "SMTP" reads MAIL_SMTP_PORT); 0 means off."""
         return int(getattr(settings, f"MAIL_{name.upper()}_PORT"))
 
+    # --- outbound delivery (issue 4) ---
+
+    @property
+    def dns_timeout(self) -> float:
+        """Seconds to wait for one DNS server's answer (MAIL_DNS_TIMEOUT)."""
+        return float(settings.MAIL_DNS_TIMEOUT)
+
+    @property
+    def outbound_port(self) -> int:
+        """The port used to connect to MX hosts (MAIL_OUTBOUND_PORT)."""
+        return int(settings.MAIL_OUTBOUND_PORT)
+
+    @property
+    def allow_private_mx(self) -> bool:
+        """Connect to loopback/private addresses found in DNS (MAIL_ALLOW_PRIVATE_MX; tests only)."""
+        return bool(settings.MAIL_ALLOW_PRIVATE_MX)
+
+    @property
+    def outbound_tls_required(self) -> bool:
+        """MAIL_OUTBOUND_TLS=require: never send in clear."""
+        return str(settings.MAIL_OUTBOUND_TLS).lower() == "require"
+
+    @property
+    def queue_lifetime(self) -> float:
+        """Seconds a message may stay queued before it expires and bounces (MAIL_QUEUE_LIFETIME)."""
+        return float(settings.MAIL_QUEUE_LIFETIME)
+
+    @property
+    def delay_warning(self) -> float:
+        """Seconds after which one "delayed" DSN goes to the sender (MAIL_DELAY_WARNING)."""
+        return float(settings.MAIL_DELAY_WARNING)
+
+    @property
+    def retry_schedule(self) -> list[int]:
+        """Seconds before each retry; the last repeats (MAIL_RETRY_SCHEDULE)."""
+        return [int(s) for s in settings.MAIL_RETRY_SCHEDULE] or [60]
+
+    @property
+    def delivery_workers(self) -> int:
+        return max(1, int(settings.MAIL_DELIVERY_WORKERS))
+
+    @property
+    def smtp_client_timeout(self) -> float:
+        return float(settings.MAIL_SMTP_CLIENT_TIMEOUT)
+
+    @property
+    def relay(self) -> str:
+        """"" (direct to MX), "smarthost" or "anymail" (MAIL_RELAY); a MAIL_RELAY_HOST alone means smarthost."""
+        value = str(settings.MAIL_RELAY).lower()
+        return "smarthost" if not value and settings.MAIL_RELAY_HOST else value
+
+    @property
+    def relay_host(self) -> str:
+        return str(settings.MAIL_RELAY_HOST)
+
+    @property
+    def relay_port(self) -> int:
+        return int(settings.MAIL_RELAY_PORT)
+
+    @property
+    def relay_credentials(self) -> tuple[str, str] | None:
+        user = str(settings.MAIL_RELAY_USER)
+        return (user, str(settings.MAIL_RELAY_PASSWORD)) if user else None
+
+    @property
+    def dkim_selector(self) -> str:
+        return str(settings.MAIL_DKIM_SELECTOR)
+
 
 conf = MailConf()

@@ -246,3 +246,20 @@ class MailboxLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailbox} held by {self.owner} until {self.expires_at:%H:%M:%S}"
+
+
+class DkimKey(models.Model):
+    """A DKIM signing key for one domain (RFC 6376); the newest active key of a domain signs its mail."""
+
+    domain = models.CharField(max_length=255, help_text="A-label of the signing domain (d=).")
+    selector = models.CharField(max_length=63, help_text="s=; the key is published at SELECTOR._domainkey.DOMAIN.")
+    private_key = models.TextField(help_text="PEM (PKCS#8) RSA private key.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["domain", "selector"], name="dkim_domain_selector_unique")]
+        verbose_name = "DKIM key"
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"

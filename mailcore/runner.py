@@ -57,6 +57,10 @@ def background_jobs() -> list[Callable[[], Coroutine[Any, Any, None]]]:
     jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if conf.redis_url:
         jobs.append(hub.redis_bridge)
+    if not conf.celery_broker_url:  # embedded mode: deliver outbound mail in this process
+        from mailcore.delivery.runner import delivery_runner
+
+        jobs.append(delivery_runner)
     return jobs
 
 

@@ -1,0 +1,182 @@
+"""Outbound delivery benchmark: messages per second from enqueue to the receiver's 250.
+
+4 KB messages to 20 domains whose MX (found through a DNS server on loopback)
+is one aiosmtpd receiver on loopback. Modes: the embedded in-process runner
+(SQLite, MAIL_DELIVERY_WORKERS=4) and, when CELERY_BROKER_URL is set and
+PostgreSQL is reachable, 4 Celery worker processes. The baseline in the same
+run is the receiver's own ceiling: 4 smtplib clients, one connection each,
+sending straight to it. Prints one JSON document.
+Usage: python bench/delivery.py [--messages N]   (the issue's full run: --messages 2000)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+MESSAGE_SIZE = 4096
+DOMAINS = 20
+WORKERS = 4
+PG_URL = "postgres://postgres@127.0.0.1:5432/{name}"
+TIME_LIMIT = 120.0  # seconds per mode
+
+
+def message(n: int) -> bytes:
+    head = f"From: alice@example.test\r\nTo: {recipient(n)}\r\nSubject: bench {n}\r\nMessage-ID: <{n}@b>\r\n\r\n"
+    body = "".join(f"line {i} of bench message {n}, padded to a usual width of text.\r\n" for i in range(80)).encode()
+    return head.encode() + body[: MESSAGE_SIZE - len(head)]
+
+
+def recipient(n: int) -> str:
+    return f"u{n}@d{n % DOMAINS}.test"
+
+
+def ceiling(port: int, total: int) -> float:
+    """The receiver alone: WORKERS clients, one connection each, back to back."""
+    def client(start: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            for n in range(start, total, WORKERS):
+                smtp.sendmail("alice@example.test", [recipient(n)], message(n))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(WORKERS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return total / (time.perf_counter() - started)
+
+
+def child(total: int, mode: str) -> dict[str, float]:
+    """In a child with its own settings: enqueue `total` messages, wait until all are delivered."""
+    import asyncio
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    from mailcore.delivery import queue, runner
+    from mailcore.models import OutboundRecipient
+
+    call_command("migrate", verbosity=0)
+
+    def enqueue_all() -> None:
+        for n in range(total):
+            queue.enqueue(message(n), "alice@example.test", [recipient(n)])
+        connections.close_all()
+
+    def delivered() -> int:
+        return OutboundRecipient.objects.filter(state="delivered").count()
+
+    async def embedded() -> float:
+        job = asyncio.create_task(runner.delivery_runner())
+        started = time.perf_counter()
+        await asyncio.to_thread(enqueue_all)
+        while await asyncio.to_thread(delivered) < total and time.perf_counter() - started < TIME_LIMIT:
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+        return elapsed
+
+    if mode == "embedded":
+        elapsed = asyncio.run(embedded())
+    else:
+        started = time.perf_counter()
+        enqueue_all()
+        while delivered() < total and time.perf_counter() - started < TIME_LIMIT:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    done = delivered()
+    return {"messages_per_second": round(done / elapsed, 1), "delivered": done, "seconds": round(elapsed, 2)}
+
+
+def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
+    workers = []
+    if mode == "celery":
+        command = [sys.executable, "-m", "celery", "-A", "config", "worker", f"--concurrency={WORKERS}",
+                   "--without-gossip", "--without-mingle", "--loglevel=WARNING", "-Q", env["CELERY_TASK_DEFAULT_QUEUE"]]
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], env=env, cwd=ROOT, check=True)
+        workers.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL))
+        time.sleep(3)  # let the pool start
+    try:
+        output = subprocess.run([sys.executable, __file__, "--child", mode, "--messages", str(total)],
+                                env=env, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    finally:
+        for process in workers:
+            process.terminate()
+            process.wait(30)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def psql(sql: str) -> bool:
+    return subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c", sql],
+                          capture_output=True).returncode == 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--child", choices=["embedded", "celery"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.messages, args.child)))
+        return
+    from tests.support.dnsserver import DNSServer
+    from tests.support.smtpreceiver import SMTPReceiver
+
+    zone: dict[str, object] = {f"d{i}.test": {"MX": ["10 mx.bench.test."]} for i in range(DOMAINS)}
+    zone["mx.bench.test"] = {"A": ["127.0.0.1"]}
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    with DNSServer(zone) as dns_server:
+        receiver = SMTPReceiver(starttls=False).start()
+        try:
+            report: dict[str, object] = {
+                "benchmark": "outbound delivery, enqueue to the receiver's 250",
+                "message_bytes": MESSAGE_SIZE, "messages": args.messages, "domains": DOMAINS, "workers": WORKERS,
+                "unit": "messages per second",
+                "baseline_receiver_ceiling": round(ceiling(receiver.port, args.messages), 1),
+            }
+            base_env = {
+                **os.environ, "PYTHONPATH": str(ROOT), "MAIL_DNS_NAMESERVERS": dns_server.nameserver,
+                "MAIL_OUTBOUND_PORT": str(receiver.port), "MAIL_ALLOW_PRIVATE_MX": "1",
+                "MAIL_DELIVERY_WORKERS": str(WORKERS), "LOG_LEVEL": "WARNING",
+            }
+            base_env.pop("REDIS_URL", None)
+            with tempfile.TemporaryDirectory() as var:
+                env = {**base_env, "MAIL_VAR_DIR": var, "CELERY_BROKER_URL": ""}
+                env.pop("DATABASE_URL", None)
+                report["embedded_sqlite"] = run_mode("embedded", args.messages, env)
+            name = f"mail_bench_delivery_{os.getpid()}"
+            if broker and psql(f"CREATE DATABASE {name}"):
+                try:
+                    with tempfile.TemporaryDirectory() as var:
+                        env = {**base_env, "MAIL_VAR_DIR": var, "CELERY_BROKER_URL": broker,
+                               "DATABASE_URL": PG_URL.format(name=name), "CELERY_TASK_DEFAULT_QUEUE": name}
+                        report["celery_postgresql"] = run_mode("celery", args.messages, env)
+                finally:
+                    psql(f"DROP DATABASE {name}")
+        finally:
+            receiver.stop()
+    ceiling_rate = float(report["baseline_receiver_ceiling"])  # type: ignore[arg-type]
+    for mode in ("embedded_sqlite", "celery_postgresql"):
+        if mode in report:
+            report[f"{mode}_vs_ceiling"] = round(report[mode]["messages_per_second"] / ceiling_rate, 3)  # type: ignore[index]
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The queue's state machine over OutboundRecipient rows: claim with a lease, record results, back off.
+
+Claiming takes a write lock for the whole select-then-update: on PostgreSQL
+`SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows
+without waiting; on SQLite the settings make every transaction IMMEDIATE, so
+claimers queue on the database's write lock and each sees the other's leases.
+A lease that expires (a killed worker) makes its rows due again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from mailcore.conf import conf
+from mailcore.delivery.outcome import DELIVERED, PERMANENT, Outcome
+from mailcore.models import OutboundMessage, OutboundRecipient
+
+R = OutboundRecipient
+# Longer than the slowest transaction we allow (connect + every reply at MAIL_SMTP_CLIENT_TIMEOUT).
+LEASE_SECONDS = 15 * 60
+CLAIM_BATCH = 200
+RETRY_JITTER = 0.2  # ±20% so retries of many messages do not arrive together
+FINAL_STATES = (R.DELIVERED, R.BOUNCED, R.EXPIRED)
+
+
+def _due(now: dt.datetime) -> Q:
+    waiting = Q(state__in=(R.QUEUED, R.DEFERRED), next_attempt_at__lte=now)
+    abandoned = Q(state=R.SENDING, lease_expires_at__lt=now)
+    return waiting | abandoned
+
+
+def claim(owner: str, *, message_id: int | None = None, domain: str | None = None,
+          limit: int = CLAIM_BATCH) -> list[OutboundRecipient]:
+    """Lease up to `limit` due rows (of one message or one domain when given) to `owner`."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = R.objects.select_for_update(skip_locked=True).filter(_due(now))
+        if message_id is not None:
+            rows = rows.filter(message_id=message_id)
+        if domain is not None:
+            rows = rows.filter(domain=domain)
+        ids = list(rows.order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
+        if ids:
+            R.objects.filter(id__in=ids).update(
+                state=R.SENDING, lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=LEASE_SECONDS)
+            )
+    if not ids:
+        return []
+    return list(R.objects.filter(id__in=ids, lease_owner=owner).select_related("message").order_by("message_id", "id"))
+
+
+def next_due_domain() -> str | None:
+    """The domain of the row that has waited longest among those due now."""
+    due = R.objects.filter(_due(timezone.now())).order_by("next_attempt_at", "id")
+    return due.values_list("domain", flat=True).first()
+
+
+def due_message_ids(limit: int = 10_000) -> list[int]:
+    """Messages with a row due now or an expired lease (what the sweep wakes)."""
+    ids = R.objects.filter(_due(timezone.now())).order_by("message_id").values_list("message_id", flat=True).distinct()
+    return list(ids[:limit])
+
+
+def next_due_at() -> dt.datetime | None:
+    """When the next waiting row becomes due (for the in-process runner's sleep)."""
+    return R.objects.filter(state__in=(R.QUEUED, R.DEFERRED)).order_by("next_attempt_at").values_list(
+        "next_attempt_at", flat=True
+    ).first()
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
+    """Seconds before retry number `attempts` (1-based): the schedule, the last entry repeating, with jitter."""
+    schedule = conf.retry_schedule
+    base = schedule[min(attempts, len(schedule)) - 1]
+    return base * (rng or random.Random()).uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+
+
+def is_expired(message: OutboundMessage, now: dt.datetime) -> bool:
+    return (now - message.created_at).total_seconds() >= conf.queue_lifetime
+
+
+def needs_delay_warning(row: OutboundRecipient, now: dt.datetime) -> bool:
+    if row.delay_notified or not row.message.sender:
+        return False
+    return (now - row.message.created_at).total_seconds() >= conf.delay_warning
+
+
+def record(row: OutboundRecipient, outcome: Outcome, owner: str) -> str:
+    """Store one attempt's outcome; return the row's new state. Only the lease holder may write."""
+    now = timezone.now()
+    fields: dict[str, object] = {
+        "attempts": row.attempts + 1, "last_reply": outcome.reply[:2000], "mx_host": outcome.host[:255],
+        "lease_owner": "", "lease_expires_at": None,
+    }
+    if outcome.kind == DELIVERED:
+        fields["state"] = R.DELIVERED
+    elif outcome.kind == PERMANENT:
+        fields["state"] = R.BOUNCED
+    elif is_expired(row.message, now):
+        fields["state"] = R.EXPIRED
+    else:
+        fields["state"] = R.DEFERRED
+        fields["next_attempt_at"] = now + dt.timedelta(seconds=retry_delay(row.attempts + 1))
+    updated = R.objects.filter(pk=row.pk, lease_owner=owner).update(**fields)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    return str(fields["state"]) if updated else R.SENDING
+
+
+def mark_delay_notified(rows: Iterable[OutboundRecipient]) -> None:
+    R.objects.filter(pk__in=[r.pk for r in rows]).update(delay_notified=True)
+
+
+def retry_now() -> int:
+    """Make every deferred row due at once (flushq); returns how many."""
+    return R.objects.filter(state=R.DEFERRED).update(next_attempt_at=timezone.now())

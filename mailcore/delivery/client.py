@@ -1,0 +1,197 @@
+"""The SMTP client that hands messages to a receiver: EHLO, STARTTLS, SIZE, SMTPUTF8, PIPELINING, DATA.
+
+Built on smtplib for the connection and reply parsing; the message body is
+dot-stuffed here (`wire_data`), never by smtplib, whose byte path misses lines
+that start with "." after a bare CR.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from collections.abc import Sequence
+
+from mailcore.conf import conf
+from mailcore.delivery.outcome import DELIVERED, DeliveryError, Outcome, permanent, temporary
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 §2.3.8: lines end in CRLF; a bare CR or bare LF is not sent as such.
+_ANY_LINE_END = re.compile(rb"\r\n|\r|\n")
+TLS_REQUIRED_STATUS = "4.7.10"  # RFC 3463 / RFC 7672-style: cannot meet the TLS policy, try later
+
+
+def wire_data(data: bytes) -> bytes:
+    """The DATA payload: every line ended by CRLF, leading dots doubled, then the final `.` line.
+
+    RFC 5321 §4.5.2: "Before sending a line of mail text, the SMTP client checks
+    the first character of the line. If it is a period, one additional period is
+    inserted at the beginning of the line." Bare CRs count as line ends, so a
+    "." after one is stuffed too.
+    """
+    lines = _ANY_LINE_END.split(data)
+    if lines and lines[-1] == b"":
+        lines.pop()
+    stuffed = [b"." + line if line.startswith(b".") else line for line in lines]
+    return b"".join(line + b"\r\n" for line in stuffed) + b".\r\n"
+
+
+def client_tls_context() -> ssl.SSLContext:
+    """Opportunistic TLS (RFC 3207): encrypt, but accept any certificate (RFC 7435 §1.3)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Connection:
+    """One open SMTP session to one receiver, reusable for several transactions."""
+
+    def __init__(self, smtp: smtplib.SMTP, host: str, address: str) -> None:
+        self.smtp = smtp
+        self.host = host
+        self.address = address
+        self.transactions = 0
+        self.broken = False
+
+    @classmethod
+    def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None) -> Connection:
+        """Connect, EHLO, STARTTLS when offered (or required), and AUTH when given credentials."""
+        smtp = smtplib.SMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout)
+        try:
+            code, text = smtp.connect(address, port)
+            if code != 220:  # RFC 5321 §3.1: 554 greeting means "no service here"; try the next host
+                raise temporary("4.4.1", f"greeting {code} {_text(text)}", host, code=code)
+            smtp._host = host  # type: ignore[attr-defined]  # SNI with the MX name, not the address
+            _hello(smtp, host)
+            _starttls(smtp, host)
+            if credentials:
+                _login(smtp, host, credentials)
+        except (OSError, smtplib.SMTPException) as err:
+            smtp.close()
+            raise temporary("4.4.1", f"connection to {host} [{address}]:{port} failed: {err}", host) from err
+        except DeliveryError:
+            smtp.close()
+            raise
+        return cls(smtp, host, address)
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, *, smtputf8: bool) -> dict[str, Outcome]:
+        """One transaction; returns each recipient's outcome. Raises DeliveryError for all of them."""
+        try:
+            return self._transaction(sender, recipients, data, smtputf8)
+        except (OSError, smtplib.SMTPException) as err:
+            self.broken = True
+            self.close()
+            raise temporary("4.4.2", f"connection to {self.host} lost: {err}", self.host) from err
+
+    def _transaction(self, sender: str, recipients: Sequence[str], data: bytes, smtputf8: bool) -> dict[str, Outcome]:
+        smtp = self.smtp
+        options = self._mail_options(len(data), data, smtputf8)
+        smtp.command_encoding = "utf-8" if smtputf8 else "ascii"
+        commands = [f"MAIL FROM:<{sender}>{''.join(' ' + o for o in options)}"]
+        commands += [f"RCPT TO:<{rcpt}>" for rcpt in recipients]
+        replies = self._exchange(commands)
+        mail_reply, rcpt_replies = replies[0], replies[1:]
+        if mail_reply.kind != DELIVERED:
+            self._reset()
+            return dict.fromkeys(recipients, mail_reply)
+        results = dict(zip(recipients, rcpt_replies, strict=True))
+        accepted = [r for r in recipients if results[r].kind == DELIVERED]
+        if not accepted:
+            self._reset()
+            return results
+        final = self._data(data)
+        self.transactions += 1
+        results.update(dict.fromkeys(accepted, final))
+        return results
+
+    def _mail_options(self, size: int, data: bytes, smtputf8: bool) -> list[str]:
+        smtp, options = self.smtp, []
+        if smtp.has_extn("size"):
+            limit = int(smtp.esmtp_features.get("size") or 0)
+            if limit and size > limit:  # RFC 1870 §6.2: don't send what the server already said is too big
+                text = f"message of {size} bytes exceeds {self.host}'s limit of {limit}"
+                raise permanent("5.3.4", text, self.host, 552)
+            options.append(f"SIZE={size}")
+        if smtputf8:
+            if not smtp.has_extn("smtputf8"):  # RFC 6531 §3.5: without SMTPUTF8, bounce with 5.6.7
+                raise permanent("5.6.7", f"{self.host} does not support SMTPUTF8", self.host, 553)
+            options.append("SMTPUTF8")
+        if not data.isascii() and smtp.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")  # RFC 6152 §3
+        return options
+
+    def _exchange(self, commands: list[str]) -> list[Outcome]:
+        """Send MAIL and RCPTs, pipelined when the server offers it (RFC 2920 §3.1), else one by one."""
+        smtp = self.smtp
+        if smtp.has_extn("pipelining"):
+            smtp.send("".join(c + "\r\n" for c in commands))
+            return [self._reply() for _ in commands]
+        replies = []
+        for command in commands:
+            smtp.putcmd(command)
+            replies.append(self._reply())
+        return replies
+
+    def _data(self, data: bytes) -> Outcome:
+        self.smtp.putcmd("DATA")
+        start = self._reply_raw()
+        if start[0] != 354:  # RFC 5321 §4.1.1.4
+            return Outcome.from_reply(*start, host=self.host)
+        self.smtp.send(wire_data(data))
+        return self._reply()
+
+    def _reply_raw(self) -> tuple[int, str]:
+        code, text = self.smtp.getreply()
+        return code, _text(text)
+
+    def _reply(self) -> Outcome:
+        return Outcome.from_reply(*self._reply_raw(), host=self.host)
+
+    def _reset(self) -> None:
+        self.smtp.putcmd("RSET")  # RFC 5321 §4.1.1.5
+        code, _ = self.smtp.getreply()
+        if code != 250:
+            self.broken = True
+
+    def close(self) -> None:
+        try:
+            if not self.broken:
+                self.smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        finally:
+            self.smtp.close()
+
+
+def _text(text: bytes | str) -> str:
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return " ".join(raw.split())
+
+
+def _hello(smtp: smtplib.SMTP, host: str) -> None:
+    code, text = smtp.ehlo()
+    if code != 250:  # RFC 5321 §4.1.4: fall back to HELO when EHLO is refused
+        code, text = smtp.helo()
+        if code != 250:
+            raise DeliveryError(Outcome.from_reply(code, _text(text), host))
+
+
+def _starttls(smtp: smtplib.SMTP, host: str) -> None:
+    if not smtp.has_extn("starttls"):
+        if conf.outbound_tls_required:
+            raise temporary(TLS_REQUIRED_STATUS, f"{host} does not offer STARTTLS and MAIL_OUTBOUND_TLS=require", host)
+        return
+    try:
+        smtp.starttls(context=client_tls_context())  # RFC 3207 §4.2: forget everything, EHLO again
+    except (TimeoutError, ssl.SSLError, smtplib.SMTPResponseException) as err:
+        raise temporary(TLS_REQUIRED_STATUS, f"STARTTLS with {host} failed: {err}", host) from err
+    _hello(smtp, host)
+
+
+def _login(smtp: smtplib.SMTP, host: str, credentials: tuple[str, str]) -> None:
+    try:
+        smtp.login(*credentials)  # RFC 4954
+    except smtplib.SMTPAuthenticationError as err:
+        raise DeliveryError(Outcome.from_reply(err.smtp_code, _text(err.smtp_error), host)) from err

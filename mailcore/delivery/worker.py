@@ -1,0 +1,194 @@
+"""One delivery run: claim due rows, send them (one transaction per message and domain), record, notify.
+
+The same code runs in a Celery task (`mailcore.tasks`) and in runmail's
+in-process runner (`mailcore.delivery.runner`). Connections stay open for the
+run, so several messages to one domain share one SMTP session.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.utils import timezone
+
+from mailcore import dns as maildns
+from mailcore import store
+from mailcore.conf import conf
+from mailcore.delivery import claims, dkim, dsn
+from mailcore.delivery.client import Connection
+from mailcore.delivery.mx import MXHost, find_hosts
+from mailcore.delivery.outcome import DeliveryError, Outcome, temporary
+from mailcore.models import OutboundMessage, OutboundRecipient
+
+log = logging.getLogger(__name__)
+
+R = OutboundRecipient
+# RFC 5321 §4.5.3.1.8 lets a client send 100 recipients per transaction at least.
+MAX_RECIPIENTS_PER_TRANSACTION = 100
+MAX_TRANSACTIONS_PER_CONNECTION = 500  # then reconnect, so one domain cannot hold a worker forever
+DRAIN_BATCH = 50
+
+
+def new_owner() -> str:
+    """A lease owner id unique to this run: host, process, random."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Run:
+    """Delivers claimed rows; keeps one connection per destination domain while it lasts."""
+
+    def __init__(self) -> None:
+        self.owner = new_owner()
+        self.connections: dict[str, Connection] = {}
+        self.prepared: dict[int, bytes] = {}
+        self.delivered = 0
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for connection in self.connections.values():
+            connection.close()
+        self.connections.clear()
+
+    # Claim and deliver -----------------------------------------------------
+
+    def message(self, message_id: int) -> int:
+        """Deliver what is due of one message, then other due mail to the same domains (reuse)."""
+        rows = claims.claim(self.owner, message_id=message_id)
+        self.deliver(rows)
+        self.drain({r.domain for r in rows})
+        return self.delivered
+
+    def due(self, limit: int = claims.CLAIM_BATCH) -> int:
+        """Deliver due rows of the domain that has waited longest; returns how many rows were handled."""
+        domain = claims.next_due_domain()
+        if domain is None:
+            return 0
+        rows = claims.claim(self.owner, domain=domain, limit=limit)
+        self.deliver(rows)
+        return len(rows)
+
+    def drain(self, domains: Iterable[str]) -> None:
+        for domain in domains:
+            while self._reusable(domain):
+                rows = claims.claim(self.owner, domain=domain, limit=DRAIN_BATCH)
+                if not rows:
+                    break
+                self.deliver(rows)
+
+    def _reusable(self, domain: str) -> bool:
+        connection = self.connections.get(domain)
+        return bool(connection and not connection.broken and connection.transactions < MAX_TRANSACTIONS_PER_CONNECTION)
+
+    def deliver(self, rows: list[OutboundRecipient]) -> None:
+        groups: dict[tuple[int, str], list[OutboundRecipient]] = defaultdict(list)
+        for row in rows:
+            groups[(row.message_id, row.domain)].append(row)
+        for (_, domain), group in groups.items():
+            for start in range(0, len(group), MAX_RECIPIENTS_PER_TRANSACTION):
+                self._transaction(domain, group[start : start + MAX_RECIPIENTS_PER_TRANSACTION])
+
+    def _transaction(self, domain: str, rows: list[OutboundRecipient]) -> None:
+        message = rows[0].message
+        try:
+            data = self._prepared(message)
+            outcomes = self._send(domain, message, [r.address for r in rows], data)
+        except DeliveryError as err:
+            outcomes = {r.address: err.outcome for r in rows}
+        except store.StorageFailure as err:
+            log.exception("outbound #%s: blob %s unreadable", message.pk, message.blob)
+            outcomes = {r.address: temporary("4.3.0", f"queue file unreadable: {err}").outcome for r in rows}
+        self._record(message, rows, outcomes)
+
+    def _prepared(self, message: OutboundMessage) -> bytes:
+        if message.pk not in self.prepared:
+            self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender)
+        return self.prepared[message.pk]
+
+    def _send(self, domain: str, message: OutboundMessage, rcpts: list[str], data: bytes) -> dict[str, Outcome]:
+        connection = self._connection(domain)
+        try:
+            return connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8)
+        except DeliveryError:
+            self.connections.pop(domain, None)
+            if connection.transactions == 0:
+                raise
+        # A reused connection the server had closed meanwhile: one fresh try.
+        return self._connection(domain).send(message.sender, rcpts, data, smtputf8=message.smtputf8)
+
+    def _connection(self, domain: str) -> Connection:
+        connection = self.connections.get(domain)
+        if connection and not connection.broken:
+            return connection
+        connection = open_connection(domain)
+        self.connections[domain] = connection
+        return connection
+
+    # Results ---------------------------------------------------------------
+
+    def _record(self, message: OutboundMessage, rows: list[OutboundRecipient], outcomes: dict[str, Outcome]) -> None:
+        failed, delayed = [], []
+        for row in rows:
+            outcome = outcomes[row.address]
+            state = claims.record(row, outcome, self.owner)
+            log.info("outbound #%s to <%s>: %s (%s) via %s",
+                     message.pk, row.address, state, outcome.reply, outcome.host or "-")
+            if state == R.DELIVERED:
+                self.delivered += 1
+            elif state in (R.BOUNCED, R.EXPIRED):
+                failed.append(row)
+            elif state == R.DEFERRED and claims.needs_delay_warning(row, timezone.now()):
+                delayed.append(row)
+        dsn.notify_sender(message, failed, dsn.FAILED)
+        if delayed:
+            dsn.notify_sender(message, delayed, dsn.DELAYED)
+            claims.mark_delay_notified(delayed)
+
+
+def open_connection(domain: str) -> Connection:
+    """Connect to the best reachable host for `domain` (or the smarthost); IPv6 then IPv4 per host."""
+    credentials = None
+    if conf.relay == "smarthost":
+        hosts, port, credentials = [_relay_host()], conf.relay_port, conf.relay_credentials
+    else:
+        hosts, port = find_hosts(domain), conf.outbound_port
+    last: DeliveryError | None = None
+    for host in hosts:
+        for address in host.addresses:
+            try:
+                return Connection.open(host.name, address, port, credentials=credentials)
+            except DeliveryError as err:
+                log.info("%s: %s", domain, err)
+                last = err
+    raise last or temporary("4.4.1", f"no host to connect to for {domain}")
+
+
+def _relay_host() -> MXHost:
+    host = conf.relay_host
+    try:
+        ipaddress.ip_address(host)
+        return MXHost(host, [host])
+    except ValueError:
+        pass
+    try:
+        return MXHost(host, maildns.addresses(host))
+    except maildns.DNSError as err:
+        raise temporary("4.4.3", f"smarthost {host}: {err}") from err
+
+
+def deliver_message(message_id: int) -> int:
+    """Entry point for a wake-up about one message; returns how many recipients were delivered."""
+    with Run() as run:
+        return run.message(message_id)
+
+
+def deliver_due(limit: int = claims.CLAIM_BATCH) -> int:
+    """Entry point for the in-process runner; returns how many rows were handled (0: nothing due)."""
+    with Run() as run:
+        return run.due(limit)

@@ -1,0 +1,31 @@
+"""Celery tasks (found by autodiscovery). They only carry wake-ups; the queue rows are the truth.
+
+Tasks are idempotent: a task for a message whose rows are already leased or
+delivered does nothing, so a duplicate or re-delivered task is harmless.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from mailcore.delivery import claims, worker
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="mailcore.tasks.deliver_message", ignore_result=True)
+def deliver_message(message_id: int) -> int:
+    """Deliver what is due of one outbound message (and other due mail to the same domains)."""
+    return worker.deliver_message(message_id)
+
+
+@shared_task(name="mailcore.tasks.sweep_queue", ignore_result=True)
+def sweep_queue() -> int:
+    """Beat, every minute: one task per message that is due or whose lease expired (lost wake-ups)."""
+    ids = claims.due_message_ids()
+    for message_id in ids:
+        deliver_message.delay(message_id)
+    if ids:
+        log.info("sweep woke %d outbound message(s)", len(ids))
+    return len(ids)

@@ -1,0 +1,40 @@
+"""Fixtures for delivery tests: the loopback DNS server and SMTP receiver (shared helpers), a zone."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.dnsserver import dns_server  # noqa: F401  (fixtures, used by name)
+from tests.support.smtpreceiver import smtp_receiver  # noqa: F401
+
+REMOTE_ZONE = {
+    "remote.test": {"MX": ["10 mx.remote.test."]},
+    "mx.remote.test": {"A": ["127.0.0.1"]},
+    "nullmx.test": {"MX": ["0 ."]},
+    "broken.test": "SERVFAIL",
+    "slow.test": "TIMEOUT",
+}
+
+
+@pytest.fixture
+def remote(settings, dns_server, smtp_receiver, alice):  # noqa: F811
+    """alice@example.test is local; remote.test's MX is the loopback receiver."""
+    dns_server.records.update(REMOTE_ZONE)
+    settings.MAIL_HOSTNAME = "mail.example.test"
+    return smtp_receiver
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_celery_queue() -> Iterator[str]:
+    """With a broker, this run's tasks go to a queue of its own (deleted after), not to real workers'."""
+    from config.celery import app
+
+    name = f"test-delivery-{uuid.uuid4().hex[:8]}"
+    previous, app.conf.task_default_queue = app.conf.task_default_queue, name
+    yield name
+    app.conf.task_default_queue = previous
+    if app.conf.broker_url and not app.conf.task_always_eager:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(name)

@@ -1,0 +1,250 @@
+"""End-to-end outbound delivery: real DNS server and real SMTP receiver on loopback."""
+from __future__ import annotations
+
+import datetime as dt
+
+import dkim
+import pytest
+
+from mailcore import store
+from mailcore.delivery import claims, queue, worker
+from mailcore.delivery.client import wire_data
+from mailcore.models import OutboundRecipient
+from tests.support.smtpreceiver import SMTPReceiver
+
+MESSAGE = (
+    b"From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: hello\r\n"
+    b"Message-ID: <m1@example.test>\r\n\r\nHello Bob.\r\n.leading dot\r\n"
+)
+
+
+def rows(message_id):
+    return list(OutboundRecipient.objects.filter(message_id=message_id).order_by("address"))
+
+
+def inbox_of(account):
+    ref = store.get_folder(account.pk, "INBOX")
+    return [store.read_message(ref, uid) for uid in store.uids(ref)]
+
+
+def test_message_is_delivered_to_the_mx_found_in_dns(remote):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    assert worker.deliver_message(message_id) == 1
+    [received] = remote.messages
+    assert received.sender == "alice@example.test" and received.recipients == ["bob@remote.test"]
+    assert received.tls  # STARTTLS offered, so used
+    assert received.data.endswith(b"Hello Bob.\r\n.leading dot\r\n")  # dot-stuffed on the wire, unstuffed by the peer
+    [row] = rows(message_id)
+    assert (row.state, row.attempts, row.mx_host) == ("delivered", 1, "mx.remote.test")
+    assert row.last_reply == "250 2.0.0 queued"
+
+
+def test_running_the_task_twice_delivers_once(remote):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    assert worker.deliver_message(message_id) == 0
+    assert len(remote.messages) == 1
+
+
+def test_recipients_of_one_domain_share_one_transaction(remote):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test", "carol@remote.test"])
+    worker.deliver_message(message_id)
+    [received] = remote.messages
+    assert sorted(received.recipients) == ["bob@remote.test", "carol@remote.test"]
+    assert received.mail_options == [f"SIZE={len(MESSAGE)}"]
+
+
+def test_one_connection_carries_several_messages_to_the_same_host(remote):
+    ids = [queue.enqueue(MESSAGE, "alice@example.test", [f"u{n}@remote.test"]) for n in range(5)]
+    worker.deliver_message(ids[0])
+    assert len(remote.messages) == 5 and remote.sessions == 1
+    assert all(r.state == "delivered" for i in ids for r in rows(i))
+
+
+def test_451_defers_with_backoff_then_250_delivers_on_retry(remote):
+    remote.handler.data_replies = ["451 4.3.0 try later"]
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    [row] = rows(message_id)
+    assert (row.state, row.attempts, row.last_reply) == ("deferred", 1, "451 4.3.0 try later")
+    wait = (row.next_attempt_at - row.updated_at).total_seconds()
+    assert 60 * 0.8 - 1 <= wait <= 60 * 1.2 + 1
+    assert worker.deliver_message(message_id) == 0  # not due yet
+    OutboundRecipient.objects.filter(pk=row.pk).update(next_attempt_at=row.updated_at)
+    assert worker.deliver_message(message_id) == 1
+    [row] = rows(message_id)
+    assert (row.state, row.attempts) == ("delivered", 2) and len(remote.messages) == 1
+
+
+def test_550_bounces_and_a_dsn_lands_in_the_senders_inbox(remote, alice):
+    remote.handler.rcpt_replies["nobody@remote.test"] = "550 5.1.1 no such user"
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["nobody@remote.test", "bob@remote.test"])
+    assert worker.deliver_message(message_id) == 1
+    states = {r.address: r.state for r in rows(message_id)}
+    assert states == {"nobody@remote.test": "bounced", "bob@remote.test": "delivered"}
+    [dsn] = inbox_of(alice)
+    assert b"Content-Type: multipart/report; report-type=delivery-status" in dsn
+    assert b"From: Mail Delivery System <MAILER-DAEMON@mail.example.test>" in dsn
+    assert b"Final-Recipient: rfc822; nobody@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n" in dsn
+    assert b"Diagnostic-Code: smtp; 550 5.1.1 no such user" in dsn
+    assert b"Remote-MTA: dns; mx.remote.test" in dsn
+    assert b"Message-ID: <m1@example.test>" in dsn  # the original headers are returned
+    assert b"bob@remote.test" not in dsn.split(b"message/delivery-status")[1].split(b"text/rfc822-headers")[0]
+
+
+def test_a_bounce_is_never_bounced(remote):
+    remote.handler.rcpt_replies["nobody@remote.test"] = "550 5.1.1 no such user"
+    message_id = queue.enqueue(MESSAGE, "", ["nobody@remote.test"])
+    worker.deliver_message(message_id)
+    assert [r.state for r in rows(message_id)] == ["bounced"]
+    assert OutboundRecipient.objects.count() == 1  # no DSN queued
+
+
+def test_bounce_for_a_remote_sender_is_queued_with_null_sender(remote):
+    remote.handler.rcpt_replies["nobody@remote.test"] = "550 5.1.1 no such user"
+    queue.enqueue(MESSAGE, "someone@elsewhere.test", ["nobody@remote.test"])
+    worker.deliver_due()
+    dsn_row = OutboundRecipient.objects.get(address="someone@elsewhere.test")
+    assert dsn_row.message.sender == "" and dsn_row.state == "queued"
+
+
+def test_null_mx_bounces_at_once_with_5_1_10(remote, alice, dns_server):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@nullmx.test"])
+    worker.deliver_message(message_id)
+    [row] = rows(message_id)
+    assert row.state == "bounced" and row.last_reply.startswith("556 5.1.10 ")
+    assert ("nullmx.test", "A") not in dns_server.queries  # no implicit MX lookup after a null MX
+    assert b"Status: 5.1.10" in inbox_of(alice)[0]
+
+
+def test_nxdomain_bounces(remote, alice):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@nowhere.test"])
+    worker.deliver_message(message_id)
+    [row] = rows(message_id)
+    assert row.state == "bounced" and row.last_reply.startswith("550 5.1.2 ")
+    assert len(inbox_of(alice)) == 1
+
+
+@pytest.mark.parametrize("failing_domain", ["broken.test", "slow.test"])
+def test_servfail_and_timeout_defer(remote, alice, failing_domain):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", [f"bob@{failing_domain}"])
+    worker.deliver_message(message_id)
+    [row] = rows(message_id)
+    assert row.state == "deferred" and row.last_reply.startswith("451 4.4.3 ")
+    assert inbox_of(alice) == []
+
+
+def test_implicit_mx_uses_the_domains_own_address(remote, dns_server):
+    dns_server.records["bare.test"] = {"A": ["127.0.0.1"]}
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@bare.test"])
+    assert worker.deliver_message(message_id) == 1
+    assert rows(message_id)[0].mx_host == "bare.test"
+
+
+def test_loopback_mx_is_refused_unless_allowed(remote, settings):
+    settings.MAIL_ALLOW_PRIVATE_MX = False
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    [row] = rows(message_id)
+    assert row.state == "deferred" and "no usable address" in row.last_reply and remote.messages == []
+
+
+def test_next_mx_is_tried_when_the_best_refuses_connections(remote, dns_server):
+    dns_server.records["remote.test"] = {"MX": ["5 dead.remote.test.", "10 mx.remote.test."]}
+    dns_server.records["dead.remote.test"] = {"A": ["127.0.0.2"]}  # nothing listens there on this port
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    assert worker.deliver_message(message_id) == 1
+
+
+def test_expired_message_bounces_with_4_4_7(remote, alice, settings):
+    remote.handler.data_replies = ["451 4.3.0 try later"]
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    old = rows(message_id)[0].message
+    old.created_at -= dt.timedelta(days=6)
+    old.save()
+    worker.deliver_message(message_id)
+    assert rows(message_id)[0].state == "expired"
+    assert b"Action: failed\r\nStatus: 4.4.7" in inbox_of(alice)[0]
+
+
+def test_delay_warning_goes_out_once(remote, alice):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    message = rows(message_id)[0].message
+    message.created_at -= dt.timedelta(hours=5)
+    message.save()
+    for _ in range(2):
+        remote.handler.data_replies = ["451 4.3.0 try later"]
+        claims.retry_now()
+        worker.deliver_message(message_id)
+    [warning] = inbox_of(alice)
+    assert b"Action: delayed\r\nStatus: 4.3.0" in warning and rows(message_id)[0].attempts == 2
+
+
+def test_message_is_dkim_signed_and_verifies_at_the_receiver(remote, dns_server):
+    from mailcore.delivery import dkim as outbound_dkim
+
+    key = outbound_dkim.create_key("example.test", "s1")
+    record = outbound_dkim.txt_record(key).split('"')[1]
+    dns_server.records["s1._domainkey.example.test"] = {"TXT": [record]}
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    data = remote.messages[0].data
+    assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;")
+    assert b" s=s1;" in data.split(b"\r\nFrom:")[0]
+
+    def dnsfunc(name, timeout=5):
+        from mailcore import dns as maildns
+
+        return maildns.txt(name.decode().rstrip("."))[0].encode()
+
+    assert dkim.verify(data, dnsfunc=dnsfunc)
+
+
+def test_smtputf8_message_to_a_receiver_without_it_bounces_5_6_7(remote, alice, settings):
+    plain = SMTPReceiver(smtputf8=False).start()
+    settings.MAIL_OUTBOUND_PORT = plain.port
+    try:
+        raw = "From: alice@example.test\r\nSubject: h\u00e9llo\r\n\r\nx\r\n".encode()
+        message_id = queue.enqueue(raw, "alice@example.test", ["bob@remote.test"])
+        worker.deliver_message(message_id)
+    finally:
+        plain.stop()
+    [row] = rows(message_id)
+    assert row.state == "bounced" and row.last_reply.startswith("553 5.6.7 ") and plain.messages == []
+    assert b"Status: 5.6.7" in inbox_of(alice)[0]
+
+
+def test_smtputf8_message_is_sent_with_the_smtputf8_parameter(remote):
+    raw = "From: alice@example.test\r\nSubject: h\u00e9llo\r\n\r\nx\r\n".encode()
+    message_id = queue.enqueue(raw, "alice@example.test", ["jos\u00e9@remote.test"])
+    assert worker.deliver_message(message_id) == 1
+    [received] = remote.messages
+    assert "SMTPUTF8" in received.mail_options and received.recipients == ["jos\u00e9@remote.test"]
+
+
+def test_message_over_the_receivers_size_limit_bounces_before_data(remote, alice, settings):
+    small = SMTPReceiver(size_limit=100).start()
+    settings.MAIL_OUTBOUND_PORT = small.port
+    try:
+        message_id = queue.enqueue(MESSAGE + b"x" * 200 + b"\r\n", "alice@example.test", ["bob@remote.test"])
+        worker.deliver_message(message_id)
+    finally:
+        small.stop()
+    assert rows(message_id)[0].last_reply.startswith("552 5.3.4 ") and small.messages == []
+
+
+def test_tls_required_defers_when_the_receiver_has_no_starttls(remote, settings):
+    clear = SMTPReceiver(starttls=False).start()
+    settings.MAIL_OUTBOUND_PORT = clear.port
+    settings.MAIL_OUTBOUND_TLS = "require"
+    try:
+        message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+        worker.deliver_message(message_id)
+    finally:
+        clear.stop()
+    [row] = rows(message_id)
+    assert row.state == "deferred" and row.last_reply.startswith("451 4.7.10 ") and clear.messages == []
+
+
+def test_lines_starting_with_a_dot_after_a_bare_cr_are_stuffed_on_the_wire():
+    assert wire_data(b"a\r.b\r\n.\r\nc\n.d") == b"a\r\n..b\r\n..\r\nc\r\n..d\r\n.\r\n"

@@ -1,0 +1,120 @@
+"""A real SMTP receiver for tests: aiosmtpd on 127.0.0.1, port chosen by the OS, in a thread.
+
+It stands in for another domain's MX. It records every accepted message
+(`messages`), the number of SMTP sessions (`sessions`), and answers from a script:
+`rcpt_replies[address]` for one RCPT, `data_replies` (consumed in order) for
+DATA; everything else is accepted. Options: STARTTLS, SMTPUTF8, SIZE limit.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailcore.tls import server_context
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    data: bytes
+    mail_options: list[str]
+    tls: bool
+
+
+@dataclass
+class ReceiverHandler:
+    rcpt_replies: dict[str, str] = field(default_factory=dict)
+    data_replies: list[str] = field(default_factory=list)
+    messages: list[Received] = field(default_factory=list)
+    session_ids: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        with self.lock:
+            self.session_ids.add(hash(session.peer))  # one per TCP connection (STARTTLS makes a new Session)
+        return responses
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        reply = self.rcpt_replies.get(address.lower())
+        if reply and not reply.startswith("250"):
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            reply = self.data_replies.pop(0) if self.data_replies else "250 2.0.0 queued"
+            if reply.startswith("250"):
+                self.messages.append(Received(
+                    envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or b""),
+                    list(envelope.mail_options), session.ssl is not None,
+                ))
+        return reply
+
+
+class _LoopbackController(Controller):
+    """aiosmtpd's Controller, learning the port the OS chose for port 0."""
+
+    def _create_server(self) -> Any:
+        parent = super()._create_server()
+
+        async def create() -> asyncio.AbstractServer:
+            server = await parent
+            self.port = server.sockets[0].getsockname()[1]
+            return server
+
+        return create()
+
+
+class SMTPReceiver:
+    def __init__(self, *, starttls: bool = True, smtputf8: bool = True, size_limit: int | None = None) -> None:
+        self.handler = ReceiverHandler()
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8, "decode_data": False}
+        if starttls:
+            kwargs["tls_context"] = server_context()
+        if size_limit is not None:
+            kwargs["data_size_limit"] = size_limit
+        self.controller = _LoopbackController(self.handler, hostname="127.0.0.1", port=0, **kwargs)
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    @property
+    def sessions(self) -> int:
+        return len(self.handler.session_ids)
+
+    def start(self) -> SMTPReceiver:
+        self.controller.start()
+        self.handler.session_ids.clear()  # the controller's own start-up probe is not a session
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def smtp_receiver(settings) -> Iterator[SMTPReceiver]:
+    """A running receiver; MAIL_OUTBOUND_PORT points at it and private MX addresses are allowed."""
+    receiver = SMTPReceiver().start()
+    settings.MAIL_OUTBOUND_PORT = receiver.port
+    settings.MAIL_ALLOW_PRIVATE_MX = True
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
