@@ -69,5 +69,17 @@ class MailConf:
         """Seconds to wait for one DNS server's answer (MAIL_DNS_TIMEOUT)."""
         return float(settings.MAIL_DNS_TIMEOUT)
 
+    # --- SMTP (issue 3) ---
+
+    @property
+    def postmaster(self) -> str:
+        """Where postmaster@ of a hosted domain goes when it has no alias or account (RFC 5321 §4.5.1)."""
+        return str(settings.MAIL_POSTMASTER)
+
+    @property
+    def dmarc_reject(self) -> bool:
+        """Refuse (550 5.7.1) mail failing DMARC when the domain's policy is p=reject (RFC 7489 §6.3)."""
+        return bool(settings.MAIL_DMARC_REJECT)
+
 
 conf = MailConf()
