@@ -359,7 +359,7 @@ class SMTPServer(SMTP):
         if b"\r" in body or b"\n" in body:
             log.warning("session %s peer %s: bare CR/LF in DATA", self.mail_session.id, self.mail_session.ip)
             return SMTPError(BARE_LINE_END, close=True)
-        if len(line) > MAX_DATA_LINE_OCTETS:
+        if len(line) > (MAX_DATA_LINE_OCTETS if line.startswith(b".") else MAX_LINE_OCTETS):
             return SMTPError(LINE_TOO_LONG)
         if limit and size > limit:
             return SMTPError(TOO_MUCH_DATA.format(limit=limit))
