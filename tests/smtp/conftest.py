@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailcore.store import aio
+from tests.support.dnsserver import dns_server  # noqa: F401  (a fixture, used by name)
 
 HOSTNAME = "mx.example.test"
 TIMEOUT = 10
@@ -60,11 +61,10 @@ def tls_files(tmp_path_factory) -> tuple[str, str]:
 
 
 @pytest.fixture
-def smtp_settings(settings, tls_files):
+def smtp_settings(settings, tls_files, dns_server):  # noqa: F811
+    """Our hostname and certificate; DNS (SPF, DKIM, DMARC) answered by a server on loopback."""
     settings.MAIL_HOSTNAME = HOSTNAME
     settings.MAIL_TLS_CERT, settings.MAIL_TLS_KEY = tls_files
-    settings.MAIL_DNS_NAMESERVERS = ["127.0.0.1:9"]  # nothing answers there: no lookup leaves loopback
-    settings.MAIL_DNS_TIMEOUT = 0.2
     return settings
 
 
