@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 bench: setup
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/smtp_inbound.py
 
 clean:
 	rm -rf $(VENV) var
