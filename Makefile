@@ -43,6 +43,7 @@ lint: $(STAMP)
 
 bench: deps-debian setup
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/smtp_inbound.py
 
 clean:
 	rm -rf $(VENV) var

@@ -212,3 +212,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 # A separate queue name lets installations (or test runs) share one Redis broker.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+
+
+# --- SMTP (issue 3): MX and submission policy ---
+MAIL_POSTMASTER = env("MAIL_POSTMASTER", default="")
+MAIL_DMARC_REJECT = env.bool("MAIL_DMARC_REJECT", default=True)

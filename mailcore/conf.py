@@ -130,5 +130,17 @@ class MailConf:
     def dkim_selector(self) -> str:
         return str(settings.MAIL_DKIM_SELECTOR)
 
+    # --- SMTP (issue 3) ---
+
+    @property
+    def postmaster(self) -> str:
+        """Where postmaster@ of a hosted domain goes when it has no alias or account (RFC 5321 §4.5.1)."""
+        return str(settings.MAIL_POSTMASTER)
+
+    @property
+    def dmarc_reject(self) -> bool:
+        """Refuse (550 5.7.1) mail failing DMARC when the domain's policy is p=reject (RFC 7489 §6.3)."""
+        return bool(settings.MAIL_DMARC_REJECT)
+
 
 conf = MailConf()

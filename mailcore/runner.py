@@ -36,6 +36,18 @@ class ListenerSpec:
     serve: Callable[[], ServeFunction]  # imported lazily so that a listener's module loads only when used
 
 
+def _smtp_mx() -> ServeFunction:
+    from mailcore.smtp.listeners import serve_mx
+
+    return serve_mx
+
+
+def _smtp_submission() -> ServeFunction:
+    from mailcore.smtp.listeners import serve_submission
+
+    return serve_submission
+
+
 def _pop3() -> ServeFunction:
     from mailcore.pop3 import serve
 
@@ -43,6 +55,9 @@ def _pop3() -> ServeFunction:
 
 
 LISTENERS: list[ListenerSpec] = [
+    ListenerSpec("SMTP (MX)", "SMTP", implicit_tls=False, serve=_smtp_mx),
+    ListenerSpec("Submission (STARTTLS)", "SUBMISSION", implicit_tls=False, serve=_smtp_submission),
+    ListenerSpec("Submission (TLS)", "SUBMISSIONS", implicit_tls=True, serve=_smtp_submission),
     ListenerSpec("POP3", "POP3", implicit_tls=False, serve=_pop3),  # RFC 1939, STLS (RFC 2595)
     ListenerSpec("POP3S", "POP3S", implicit_tls=True, serve=_pop3),  # RFC 8314 §3.3 implicit TLS
 ]

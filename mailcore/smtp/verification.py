@@ -1,0 +1,185 @@
+"""End-of-DATA checks on the MX: SPF (RFC 7208), DKIM (RFC 6376, dkimpy) and DMARC (RFC 7489).
+
+Every lookup goes through mailcore.dns (MAIL_DNS_NAMESERVERS). The checks are
+blocking library calls, so `verify` runs them in a worker thread. The outcome is
+a list of Authentication-Results items (RFC 8601 §2.7) and whether DMARC says reject.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import dkim
+from publicsuffixlist import PublicSuffixList
+
+from mailcore import dns
+from mailcore.mime.headers import address_groups, first
+from mailcore.smtp.headers import clean, header_values
+from mailcore.smtp.spfcheck import check_spf
+
+log = logging.getLogger(__name__)
+
+DMARC_PREFIX = "_dmarc"
+_psl = PublicSuffixList()
+
+
+@dataclass
+class Verdict:
+    results: list[str] = field(default_factory=list)  # Authentication-Results resinfo items
+    reject: bool = False  # the message failed DMARC and the domain's policy is p=reject
+    from_domain: str = ""
+
+
+@dataclass(frozen=True)
+class DkimResult:
+    result: str  # pass, fail, neutral, temperror, permerror (RFC 8601 §2.7.1)
+    domain: str
+    selector: str
+
+
+class _DNSTempFail(Exception):
+    """A DKIM key lookup failed temporarily (dkimpy calls our dnsfunc)."""
+
+
+async def verify(raw: bytes, mail_from: str, ip: str, helo: str) -> Verdict:
+    return await asyncio.to_thread(verify_message, raw, mail_from, ip, helo)
+
+
+def verify_message(raw: bytes, mail_from: str, ip: str, helo: str) -> Verdict:
+    spf_result, identity = check_spf(ip, mail_from, helo)
+    dkim_results = check_dkim(raw)
+    verdict = Verdict(results=[_spf_item(spf_result, identity, mail_from)])
+    verdict.results += [_dkim_item(d) for d in dkim_results] or ["dkim=none"]
+    from_domain = single_from_domain(raw)
+    if not from_domain:
+        verdict.results.append("dmarc=none (no single From domain)")
+        return verdict
+    verdict.from_domain = from_domain
+    spf_domain = identity.rpartition("@")[2].lower() if spf_result == "pass" else ""
+    dkim_domains = [d.domain for d in dkim_results if d.result == "pass"]
+    result, policy = check_dmarc(from_domain, spf_domain, dkim_domains)
+    verdict.results.append(f"dmarc={result} header.from={from_domain}")
+    verdict.reject = result == "fail" and policy == "reject"
+    return verdict
+
+
+def _spf_item(result: str, identity: str, mail_from: str) -> str:
+    # RFC 8601 §2.7.2: smtp.mailfrom, or smtp.helo when the null sender made us check HELO.
+    prop = f"smtp.mailfrom={clean(identity)}" if mail_from else f"smtp.helo={clean(identity.partition('@')[2])}"
+    return f"spf={result} {prop}"
+
+
+def _dkim_item(d: DkimResult) -> str:
+    return f"dkim={d.result} header.d={clean(d.domain)} header.s={clean(d.selector)}"
+
+
+# DKIM ----------------------------------------------------------------------------------------
+
+
+def _dkim_txt(name: bytes, timeout: float = 5) -> bytes | None:
+    """dkimpy's dnsfunc: the TXT record at `name` as bytes, None when there is none."""
+    try:
+        records = dns.txt(name.decode("ascii", "replace").rstrip("."))
+    except dns.PermanentDNSError:
+        return None
+    except dns.DNSError as err:
+        raise _DNSTempFail(str(err)) from err
+    return records[0].encode() if records else None
+
+
+def check_dkim(raw: bytes) -> list[DkimResult]:
+    """Verify each DKIM-Signature (RFC 6376 §6); one result per signature."""
+    count = sum(1 for name, _value in header_values(raw) if name == "dkim-signature")
+    results = []
+    for index in range(count):
+        verifier = dkim.DKIM(raw)
+        try:
+            result = "pass" if verifier.verify(idx=index, dnsfunc=_dkim_txt) else "fail"
+        except _DNSTempFail:
+            result = "temperror"
+        except dkim.ValidationError as err:
+            # RFC 6376 §6.1.3: a body hash mismatch is a failed verification, not a broken signature.
+            result = "fail" if "body hash mismatch" in str(err) else "permerror"
+        except dkim.DKIMException:
+            result = "permerror"
+        domain, selector = getattr(verifier, "domain", b""), getattr(verifier, "selector", b"")
+        results.append(DkimResult(result, _text(domain), _text(selector)))
+    return results
+
+
+def _text(value: bytes | str | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").lower()
+    return (value or "").lower()
+
+
+# DMARC ---------------------------------------------------------------------------------------
+
+
+def single_from_domain(raw: bytes) -> str:
+    """RFC 7489 §6.6.1: the RFC5322.From domain, when the header has exactly one address."""
+    members = [m for _name, group in address_groups(first(header_values(raw), "from")) for m in group]
+    if len(members) != 1 or not members[0][2]:
+        return ""
+    return members[0][2].lower().rstrip(".")
+
+
+def organizational_domain(domain: str) -> str:
+    """RFC 7489 §3.2: one label below the public suffix."""
+    return _psl.privatesuffix(domain) or domain
+
+
+def _aligned(domain: str, from_domain: str, mode: str) -> bool:
+    # RFC 7489 §3.1: strict needs equal names, relaxed equal organizational domains.
+    if not domain:
+        return False
+    if mode == "s":
+        return domain == from_domain
+    return organizational_domain(domain) == organizational_domain(from_domain)
+
+
+def dmarc_record(from_domain: str) -> tuple[dict[str, str], bool]:
+    """RFC 7489 §6.6.3: the policy at _dmarc.<From domain>, else at the organizational domain.
+
+    Returns (tags, found at the organizational domain).
+    """
+    org = organizational_domain(from_domain)
+    for domain in dict.fromkeys([from_domain, org]):
+        for record in _txt_or_empty(f"{DMARC_PREFIX}.{domain}"):
+            tags = parse_tags(record)
+            if tags.get("v") == "DMARC1" and "p" in tags:
+                return tags, domain != from_domain
+    return {}, False
+
+
+def _txt_or_empty(name: str) -> list[str]:
+    try:
+        return dns.txt(name)
+    except dns.PermanentDNSError:
+        return []
+
+
+def parse_tags(record: str) -> dict[str, str]:
+    tags = {}
+    for part in record.split(";"):
+        name, eq, value = part.partition("=")
+        if eq:
+            tags[name.strip().lower()] = value.strip()
+    return tags
+
+
+def check_dmarc(from_domain: str, spf_domain: str, dkim_domains: list[str]) -> tuple[str, str]:
+    """(result, policy): pass/fail/none/temperror, and the policy that applies on fail."""
+    try:
+        tags, inherited = dmarc_record(from_domain)
+    except dns.DNSError:
+        return "temperror", ""
+    if not tags:
+        return "none", ""
+    spf_ok = _aligned(spf_domain, from_domain, tags.get("aspf", "r"))
+    dkim_ok = any(_aligned(d, from_domain, tags.get("adkim", "r")) for d in dkim_domains)
+    policy = (tags.get("sp") if inherited else None) or tags["p"]
+    if spf_ok or dkim_ok:
+        return "pass", ""
+    return "fail", policy.lower()

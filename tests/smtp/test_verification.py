@@ -1,0 +1,137 @@
+"""SPF, DKIM and DMARC at the end of DATA, with every lookup answered by a DNS server on loopback."""
+from __future__ import annotations
+
+import base64
+import smtplib
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mailcore import store
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MESSAGE = (
+    b"From: Carol <carol@remote.test>\r\nTo: bob@example.test\r\nSubject: signed\r\n"
+    b"Message-ID: <s-1@remote.test>\r\n\r\nHello Bob.\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def dkim_key() -> tuple[bytes, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+
+
+def authentication_results(account) -> list[bytes]:
+    ref = store.get_folder(account.pk, store.INBOX)
+    [uid] = store.uids(ref)
+    lines = store.read_message(ref, uid).split(b"\r\n")
+    start = lines.index(b"Authentication-Results: mx.example.test;")
+    items = []
+    for line in lines[start + 1 :]:
+        if not line.startswith(b"\t"):
+            break
+        items.append(line.strip().rstrip(b";"))
+    return items
+
+
+def send(port: int, sender: str, message: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("mail.remote.test")
+        client.sendmail(sender, ["bob@example.test"], message)
+
+
+def test_spf_dkim_and_dmarc_pass_are_recorded(mx_port, bob, dns_server, dkim_key):
+    private, public_record = dkim_key
+    dns_server.records.update(
+        {
+            "remote.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
+            "_dmarc.remote.test": {"TXT": ["v=DMARC1; p=reject"]},
+            "sel1._domainkey.remote.test": {"TXT": [public_record]},
+        }
+    )
+    signature = dkim.sign(MESSAGE, b"sel1", b"remote.test", private, include_headers=[b"from", b"to", b"subject"])
+    send(mx_port, "carol@remote.test", signature + MESSAGE)
+    assert authentication_results(bob) == [
+        b"spf=pass smtp.mailfrom=carol@remote.test",
+        b"dkim=pass header.d=remote.test header.s=sel1",
+        b"dmarc=pass header.from=remote.test",
+    ]
+
+
+def test_a_broken_dkim_signature_fails_but_aligned_spf_passes_dmarc(mx_port, bob, dns_server, dkim_key):
+    private, public_record = dkim_key
+    dns_server.records.update(
+        {
+            "remote.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
+            "_dmarc.remote.test": {"TXT": ["v=DMARC1; p=reject"]},
+            "sel1._domainkey.remote.test": {"TXT": [public_record]},
+        }
+    )
+    signature = dkim.sign(MESSAGE, b"sel1", b"remote.test", private)
+    send(mx_port, "carol@remote.test", signature + MESSAGE.replace(b"Hello", b"Jello"))
+    assert authentication_results(bob) == [
+        b"spf=pass smtp.mailfrom=carol@remote.test",
+        b"dkim=fail header.d=remote.test header.s=sel1",
+        b"dmarc=pass header.from=remote.test",
+    ]
+
+
+BANK = b"From: The Bank <alerts@bank.test>\r\nTo: bob@example.test\r\nSubject: urgent\r\n\r\nClick.\r\n"
+BANK_ZONE = {
+    "bank.test": {"TXT": ["v=spf1 ip4:192.0.2.1 -all"]},
+    "_dmarc.bank.test": {"TXT": ["v=DMARC1; p=reject; adkim=s"]},
+}
+
+
+def test_dmarc_reject_failure_is_550_and_nothing_is_stored(mx_port, bob, dns_server, raw_client):
+    dns_server.records.update(BANK_ZONE)
+    client = raw_client(mx_port)
+    client.command("EHLO mail.phisher.test")
+    client.command("MAIL FROM:<alerts@bank.test>")
+    client.command("RCPT TO:<bob@example.test>")
+    client.command("DATA")
+    assert client.command(BANK + b".") == "550 5.7.1 Message rejected: DMARC policy of bank.test says reject"
+    assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
+
+
+def test_dmarc_reject_can_be_turned_off_and_the_failure_is_recorded(smtp_settings, servers, bob, dns_server):
+    smtp_settings.MAIL_DMARC_REJECT = False
+    dns_server.records.update(BANK_ZONE)
+    send(servers.start("mx"), "alerts@bank.test", BANK)
+    assert authentication_results(bob) == [
+        b"spf=fail smtp.mailfrom=alerts@bank.test",
+        b"dkim=none",
+        b"dmarc=fail header.from=bank.test",
+    ]
+
+
+def test_unsigned_mail_from_a_domain_without_records_is_none(mx_port, bob, dns_server):
+    send(mx_port, "carol@remote.test", MESSAGE)
+    assert authentication_results(bob) == [
+        b"spf=none smtp.mailfrom=carol@remote.test",
+        b"dkim=none",
+        b"dmarc=none header.from=remote.test",
+    ]
+    assert ("remote.test", "TXT") in dns_server.queries  # the lookups went to our loopback server
+
+
+def test_dns_failure_gives_temperror_and_the_mail_is_still_accepted(mx_port, bob, dns_server):
+    dns_server.records.update({"remote.test": dns_server.SERVFAIL, "_dmarc.remote.test": dns_server.SERVFAIL})
+    send(mx_port, "carol@remote.test", MESSAGE)
+    assert authentication_results(bob) == [
+        b"spf=temperror smtp.mailfrom=carol@remote.test",
+        b"dkim=none",
+        b"dmarc=temperror header.from=remote.test",
+    ]
+
+
+def test_null_sender_checks_the_helo_identity(mx_port, bob, dns_server):
+    dns_server.records.update({"mail.remote.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}})
+    send(mx_port, "", MESSAGE)
+    assert authentication_results(bob)[0] == b"spf=pass smtp.helo=mail.remote.test"
