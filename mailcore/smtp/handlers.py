@@ -122,7 +122,9 @@ class MXHandler(BaseHandler):
             raise SMTPError(f"550 5.7.1 Message rejected: DMARC policy of {verdict.from_domain} says reject")
         trace = trace_of(server, session, envelope)
         try:
-            await aio.run(inbound.deliver_inbound, content, sender, list(envelope.rcpt_tos), trace, verdict.results)
+            await aio.run_durable(
+                inbound.deliver_inbound, content, sender, list(envelope.rcpt_tos), trace, verdict.results
+            )
         except store.OverQuota:
             raise SMTPError("452 4.2.2 Mailbox full; try again later") from None
         except store.StorageFailure:
@@ -145,7 +147,7 @@ class SubmissionHandler(BaseHandler):
         assert session.user is not None
         trace = trace_of(server, session, envelope)
         try:
-            result = await aio.run(
+            result = await aio.run_durable(
                 submission.submit,
                 session.user.account_id,
                 self.sender_of(envelope),

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 
 from mailcore.conf import conf
+from mailcore.store import blobs
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,13 +52,98 @@ def _call_in_thread(fn: Callable[..., R], *args: object, **kwargs: object) -> R:
     return fn(*args, **kwargs)
 
 
+_ALLOWED_MODULES = ("mailcore.store", "mailcore.directory", "mailcore.auth", "mailcore.smtp")
+
+
+def _check_allowed(fn: Callable[..., Any]) -> None:
+    module = getattr(fn, "__module__", "") or ""
+    if not module.startswith(_ALLOWED_MODULES):
+        raise TypeError(f"{fn!r} is not a mailcore store, directory, auth or SMTP policy function")
+
+
 async def run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run a store (or directory/auth, or SMTP policy) function in a worker thread and await its result."""
-    module = getattr(fn, "__module__", "") or ""
-    if not module.startswith(("mailcore.store", "mailcore.directory", "mailcore.auth", "mailcore.smtp")):
-        raise TypeError(f"{fn!r} is not a mailcore store, directory or auth function")
+    _check_allowed(fn)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), functools.partial(_call_in_thread, fn, *args, **kwargs))
+
+
+# Group commit ----------------------------------------------------------------------
+# Durable writes from concurrent sessions (SMTP DATA, APPEND) are gathered while the
+# previous batch is being written, then run in one thread: each call in its own
+# savepoint, every blob fsynced once at the end, one COMMIT for all. A call that
+# fails rolls back alone; a failed COMMIT fails every call of its batch.
+
+MAX_BATCH = 64  # calls per transaction; bounds the latency one batch adds to the next
+
+
+@dataclass
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = field(default=None)
+
+
+_committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[asyncio.Queue[_Job], asyncio.Task[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def run_durable(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Like `run`, for a function that writes mail durably; concurrent calls share one commit.
+
+    Returns (or raises) only after the call's transaction has committed and its
+    blobs are fsynced, so a success reply sent afterwards is safe.
+    """
+    _check_allowed(fn)
+    loop = asyncio.get_running_loop()
+    if loop not in _committers:
+        queue: asyncio.Queue[_Job] = asyncio.Queue()
+        _committers[loop] = (queue, loop.create_task(_commit_loop(queue)))
+    job = _Job(fn, args, kwargs, loop.create_future())
+    await _committers[loop][0].put(job)
+    result: R = await job.future
+    return result
+
+
+async def _commit_loop(queue: asyncio.Queue[_Job]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        jobs = [await queue.get()]
+        while not queue.empty() and len(jobs) < MAX_BATCH:
+            jobs.append(queue.get_nowait())
+        await loop.run_in_executor(_pool(), _run_batch, jobs)
+        for job in jobs:
+            if job.future.cancelled():
+                continue
+            if job.error is not None:
+                job.future.set_exception(job.error)
+            else:
+                job.future.set_result(job.result)
+
+
+def _run_batch(jobs: list[_Job]) -> None:
+    close_old_connections()
+    try:
+        with blobs.deferred_sync(), transaction.atomic():
+            for job in jobs:
+                _run_in_savepoint(job)
+            blobs.sync_deferred()  # durable blobs before the rows that point to them commit
+    except Exception as err:  # the COMMIT (or the fsync) failed: nothing of this batch is stored
+        log.exception("group commit of %d call(s) failed", len(jobs))
+        for job in jobs:
+            job.error = job.error or err
+
+
+def _run_in_savepoint(job: _Job) -> None:
+    try:
+        with transaction.atomic():
+            job.result = job.fn(*job.args, **job.kwargs)
+    except Exception as err:  # noqa: BLE001 - whatever it is, it belongs to this call's caller alone
+        job.error = err
 
 
 def _close_connections(barrier: threading.Barrier) -> None:

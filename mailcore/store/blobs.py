@@ -11,8 +11,10 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.core.files.base import ContentFile
@@ -26,6 +28,37 @@ ORPHAN_GRACE_SECONDS = 3600
 
 class BlobError(OSError):
     """A blob could not be written or read (disk full, unwritable, missing)."""
+
+
+_deferred = threading.local()  # .paths: files written in this thread whose fsync is deferred
+
+
+@contextmanager
+def deferred_sync() -> Iterator[None]:
+    """Within this block, blob writes in this thread skip fsync until `sync_deferred()`.
+
+    Group commit uses it: many messages are written, then synced together,
+    then one database transaction commits them all.
+    """
+    _deferred.paths = []
+    try:
+        yield
+    finally:
+        _deferred.paths = None
+
+
+def sync_deferred() -> None:
+    """fsync every blob written under `deferred_sync()` so far, and each directory once."""
+    paths: list[Path] = getattr(_deferred, "paths", None) or []
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for directory in {path.parent for path in paths}:
+        _fsync_dir(directory)
+    paths.clear()
 
 
 def blob_storage() -> Storage:
@@ -62,17 +95,22 @@ def _put_file(path: Path, raw: bytes) -> None:
         os.utime(path)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    deferred: list[Path] | None = getattr(_deferred, "paths", None)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(raw)
             handle.flush()
-            os.fsync(handle.fileno())
+            if deferred is None:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if deferred is None:
+        _fsync_dir(path.parent)
+    else:
+        deferred.append(path)
 
 
 def _fsync_dir(directory: Path) -> None:

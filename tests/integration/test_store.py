@@ -260,3 +260,34 @@ def test_change_events_reach_async_subscribers(alice):
 def test_async_boundary_refuses_non_store_functions():
     with pytest.raises(TypeError):
         asyncio.run(aio.run(print, "x"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_group_commit_batches_concurrent_writes_and_isolates_a_failure(alice, monkeypatch):
+    """run_durable: concurrent deliveries share commits; a failing call fails alone."""
+    ref = inbox(alice)
+    gone = store.FolderRef(alice.pk, 10**9, "Gone", 1)
+    batch_sizes = []
+    real_run_batch = aio._run_batch
+
+    def observed(jobs):
+        batch_sizes.append(len(jobs))
+        real_run_batch(jobs)
+
+    monkeypatch.setattr(aio, "_run_batch", observed)
+
+    async def scenario():
+        calls = [aio.run_durable(store.deliver, MESSAGE + str(n).encode(), ["alice@example.test"]) for n in range(30)]
+        calls.append(aio.run_durable(store.append, gone, MESSAGE))
+        try:
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            aio.shutdown()
+
+    results = asyncio.run(scenario())
+    assert all(r.all_delivered for r in results[:30])
+    assert isinstance(results[30], store.NoSuchFolder)
+    assert store.uids(ref) == list(range(1, 31))
+    assert sum(batch_sizes) == 31 and len(batch_sizes) < 31  # some calls shared a commit
+    bodies = {store.read_message(ref, uid).rsplit(b"\r\n", 1)[1] for uid in store.uids(ref)}
+    assert bodies == {str(n).encode() for n in range(30)}
