@@ -174,3 +174,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Outbound delivery (issue 4): DNS, queue, retries, bounces, DKIM ---
+MAIL_DNS_TIMEOUT = env.float("MAIL_DNS_TIMEOUT", default=3.0)
+
+# --- SMTP (issue 3): MX and submission policy ---
+MAIL_POSTMASTER = env("MAIL_POSTMASTER", default="")
+MAIL_DMARC_REJECT = env.bool("MAIL_DMARC_REJECT", default=True)

@@ -62,5 +62,24 @@ class MailConf:
         """The port of listener `name` (e.g. "SMTP" reads MAIL_SMTP_PORT); 0 means off."""
         return int(getattr(settings, f"MAIL_{name.upper()}_PORT"))
 
+    # --- outbound delivery (issue 4) ---
+
+    @property
+    def dns_timeout(self) -> float:
+        """Seconds to wait for one DNS server's answer (MAIL_DNS_TIMEOUT)."""
+        return float(settings.MAIL_DNS_TIMEOUT)
+
+    # --- SMTP (issue 3) ---
+
+    @property
+    def postmaster(self) -> str:
+        """Where postmaster@ of a hosted domain goes when it has no alias or account (RFC 5321 §4.5.1)."""
+        return str(settings.MAIL_POSTMASTER)
+
+    @property
+    def dmarc_reject(self) -> bool:
+        """Refuse (550 5.7.1) mail failing DMARC when the domain's policy is p=reject (RFC 7489 §6.3)."""
+        return bool(settings.MAIL_DMARC_REJECT)
+
 
 conf = MailConf()

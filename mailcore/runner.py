@@ -36,7 +36,23 @@ class ListenerSpec:
     serve: Callable[[], ServeFunction]  # imported lazily so that a listener's module loads only when used
 
 
-LISTENERS: list[ListenerSpec] = []
+def _smtp_mx() -> ServeFunction:
+    from mailcore.smtp.listeners import serve_mx
+
+    return serve_mx
+
+
+def _smtp_submission() -> ServeFunction:
+    from mailcore.smtp.listeners import serve_submission
+
+    return serve_submission
+
+
+LISTENERS: list[ListenerSpec] = [
+    ListenerSpec("SMTP (MX)", "SMTP", implicit_tls=False, serve=_smtp_mx),
+    ListenerSpec("Submission (STARTTLS)", "SUBMISSION", implicit_tls=False, serve=_smtp_submission),
+    ListenerSpec("Submission (TLS)", "SUBMISSIONS", implicit_tls=True, serve=_smtp_submission),
+]
 
 
 def register(spec: ListenerSpec) -> None:

@@ -47,9 +47,9 @@ def _call_in_thread(fn: Callable[..., R], *args: object, **kwargs: object) -> R:
 
 
 async def run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run a store (or directory/auth) function in a worker thread and await its result."""
+    """Run a store (or directory/auth, or SMTP policy) function in a worker thread and await its result."""
     module = getattr(fn, "__module__", "") or ""
-    if not module.startswith(("mailcore.store", "mailcore.directory", "mailcore.auth")):
+    if not module.startswith(("mailcore.store", "mailcore.directory", "mailcore.auth", "mailcore.smtp")):
         raise TypeError(f"{fn!r} is not a mailcore store, directory or auth function")
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), functools.partial(_call_in_thread, fn, *args, **kwargs))

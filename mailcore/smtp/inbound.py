@@ -1,0 +1,47 @@
+"""MX delivery: a message from another server, for our domains, into local mailboxes (DESIGN step 6).
+
+Synchronous; the MX handler calls `deliver_inbound` through `mailcore.store.aio.run`.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from django.db import transaction
+
+from mailcore import store
+from mailcore.conf import conf
+from mailcore.delivery.queue import enqueue
+from mailcore.mime import to_crlf
+from mailcore.smtp import headers
+from mailcore.smtp.recipients import delivery_address
+
+log = logging.getLogger(__name__)
+
+
+def deliver_inbound(
+    raw: bytes, mail_from: str, recipients: Sequence[str], trace: headers.TraceInfo, results: Sequence[str]
+) -> store.DeliveryReport:
+    """Add trace fields and deliver; durable when it returns, all or nothing.
+
+    Forged Authentication-Results claiming our name are removed and ours
+    (`results`, RFC 8601) prepended with Received (RFC 5321 §4.4) and Return-Path.
+    Raises mailcore.store.OverQuota when any mailbox is full (nothing is kept
+    then, so the sender's retry makes no duplicates) and StorageFailure.
+    """
+    data = headers.remove_forged_results(to_crlf(raw), conf.hostname)
+    data = (
+        headers.received(trace, conf.hostname, list(recipients))
+        + headers.authentication_results(conf.hostname, results)
+        + data
+    )
+    with transaction.atomic():
+        report = store.deliver(headers.return_path(mail_from) + data, [delivery_address(r) for r in recipients])
+        if report.over_quota:
+            raise store.OverQuota(f"{report.over_quota[0]}: mailbox full")
+        if report.remote:
+            # An alias forwards outside our domains. TODO(RFC 7208 §10.1.3): SRS-rewrite the sender.
+            enqueue(data, mail_from, report.remote, None)
+    if report.unknown:
+        log.warning("recipients vanished between RCPT and DATA: %s", ", ".join(report.unknown))
+    return report

@@ -1,0 +1,366 @@
+"""The SMTP session: aiosmtpd's protocol engine with our session loop, DATA reader and limits.
+
+aiosmtpd parses commands and runs TLS; this subclass changes only what must
+differ: the command loop (line limit, NUL bytes, bad-command count, one place
+where errors become replies), the DATA reader (our smuggling policy), idle
+timeout, STARTTLS state and AUTH (checked against the store in a thread).
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session, TLSSetupException
+
+from mailcore.auth import AuthenticatedUser
+from mailcore.conf import conf
+from mailcore.smtp.replies import SMTPError, is_bad_command, with_enhanced_code
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 §4.5.3.1.6: "The maximum total length of a text line including the <CRLF> is 1000
+# octets (not counting the leading dot duplicated for transparency)". Command lines
+# (§4.5.3.1.4: 512) get the same, more liberal, limit as §4.5.3.1 encourages.
+MAX_LINE_OCTETS = 1000
+MAX_DATA_LINE_OCTETS = MAX_LINE_OCTETS + 1  # plus the transparency dot (RFC 5321 §4.5.2)
+# RFC 5321 §4.5.3.2.7: "An SMTP server SHOULD have a timeout of at least 5 minutes".
+IDLE_TIMEOUT_SECONDS = 300.0
+# Unknown, malformed or out-of-sequence commands tolerated before `421` (like Postfix's error limit).
+MAX_BAD_COMMANDS = 100
+PRINTABLE_ECHO = 32  # characters of an unknown verb echoed back in the reply
+CRLF = b"\r\n"
+
+LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 §4.5.3.1.6 allows 1000 octets)"
+BARE_LINE_END = (
+    "550 5.5.2 Message refused: bare CR or LF in message data (RFC 5321 §2.3.8 requires CRLF); closing"
+)
+TOO_MUCH_DATA = "552 5.3.4 Message exceeds the maximum size of {limit} octets"
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """What kind of listener a session belongs to."""
+
+    role: str  # "mx" or "submission"
+    implicit_tls: bool
+    tls_context: ssl.SSLContext | None
+    plaintext_auth_from_loopback: bool = True  # like Dovecot's default: loopback is not sniffable
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS
+
+    @property
+    def is_submission(self) -> bool:
+        return self.role == "submission"
+
+
+class MailSession(Session):
+    """aiosmtpd's session plus our id (for logs) and the authenticated account."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.id = secrets.token_hex(6)
+        self.user: AuthenticatedUser | None = None
+        self.tls = False
+
+    @property
+    def ip(self) -> str:
+        peer = self.peer
+        return str(peer[0]) if isinstance(peer, tuple) else "unknown"
+
+
+def sanitize(text: str) -> str:
+    """Client text made safe for a log line or a reply: printable ASCII, bounded."""
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:200]
+
+
+class SMTPServer(SMTP):
+    """One SMTP connection. `handler` holds the policy (MX or submission)."""
+
+    def __init__(self, handler: Any, listener: ListenerConfig) -> None:
+        super().__init__(
+            handler,
+            data_size_limit=conf.max_message_size,
+            enable_SMTPUTF8=True,
+            hostname=conf.hostname,
+            ident="ESMTP",
+            tls_context=None if listener.implicit_tls else listener.tls_context,
+            timeout=listener.idle_timeout,
+            auth_required=listener.is_submission,
+            auth_require_tls=True,
+            loop=asyncio.get_running_loop(),
+        )
+        self.listener = listener
+        self.bad_commands = 0
+        self._last_code = 0
+        self._raw_replies = False  # greeting and EHLO/HELO lines carry no enhanced code (RFC 2034 §3)
+
+    # Connection --------------------------------------------------------------------
+
+    def _create_session(self) -> MailSession:
+        return MailSession(self.loop)
+
+    @property
+    def mail_session(self) -> MailSession:
+        session = self.session
+        if not isinstance(session, MailSession):  # before connection_made (inspect.getmembers looks)
+            raise AttributeError("no session yet")
+        return session
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # RFC 3207 §4.2: after STARTTLS the server "MUST discard any knowledge obtained from the
+        # client" -- aiosmtpd makes a new session and drops buffered plaintext; we keep the log id.
+        old = self.session if isinstance(self.session, MailSession) else None
+        super().connection_made(transport)
+        session = self.mail_session
+        if old is not None:
+            session.id = old.id
+        session.tls = transport.get_extra_info("ssl_object") is not None
+        self._auth_require_tls = not (self.listener.implicit_tls or self._plaintext_auth_allowed(session))
+
+    def _plaintext_auth_allowed(self, session: MailSession) -> bool:
+        if not self.listener.plaintext_auth_from_loopback:
+            return False
+        try:
+            return ipaddress.ip_address(session.ip).is_loopback
+        except ValueError:
+            return False
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 §4.5.3.2.7 and §3.8: a server closing for a timeout should say 421 first.
+        log.info("session %s peer %s: idle timeout", self.mail_session.id, self.mail_session.ip)
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.write(f"421 4.4.2 {self.hostname} Idle timeout, closing connection\r\n".encode())
+        if self.transport is not None:
+            self.transport.close()
+
+    # Replies -----------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if not self._raw_replies:
+            text = with_enhanced_code(text)
+        self._last_code = int(text[:3]) if text[:3].isdigit() else 0
+        await super().push(text)
+
+    async def push_raw(self, status: str) -> None:
+        self._raw_replies = True
+        try:
+            await self.push(status)
+        finally:
+            self._raw_replies = False
+
+    def offers_auth(self) -> bool:
+        """AUTH is advertised on submission, under TLS (or on loopback, like Dovecot's default)."""
+        session = self.mail_session
+        return self.listener.is_submission and not session.authenticated and (
+            session.tls or not self._auth_require_tls
+        )
+
+    async def read_line(self) -> bytes:
+        """One client line (for SASL exchanges), without its line end; limited like commands."""
+        line = await self._read_command_line()
+        return line.rstrip(b"\r\n")
+
+    # The session loop ----------------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        session = self.mail_session
+        log.info("session %s peer %s: connected (%s)", session.id, session.ip, self.listener.role)
+        # RFC 5321 §4.3.1 greeting; RFC 2034 §3: no enhanced code on it.
+        await self.push_raw(f"220 {self.hostname} ESMTP ready")
+        while self.transport is not None:
+            try:
+                line = await self._read_command_line()
+                await self._dispatch(line)
+            except SMTPError as err:
+                await self.push(err.reply)
+                if err.close and self.transport is not None:
+                    self.transport.close()
+                    return
+            except (asyncio.CancelledError, ConnectionResetError):
+                self._writer.close()
+                raise
+            except TLSSetupException:
+                log.info("session %s peer %s: TLS handshake failed", session.id, session.ip)
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            except Exception:
+                log.exception("session %s peer %s: unexpected error", session.id, session.ip)
+                await self.push("451 4.3.0 Internal server error; please try again later")
+            if await self._too_many_bad_commands():
+                return
+
+    async def _too_many_bad_commands(self) -> bool:
+        if not is_bad_command(self._last_code):
+            return False
+        self._last_code = 0
+        self.bad_commands += 1
+        if self.bad_commands <= MAX_BAD_COMMANDS or self.transport is None:
+            return False
+        log.info("session %s peer %s: too many bad commands", self.mail_session.id, self.mail_session.ip)
+        await self.push(f"421 4.7.0 {self.hostname} Too many errors, closing connection")
+        self.transport.close()
+        return True
+
+    async def _read_command_line(self) -> bytes:
+        try:
+            line = await self._reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as err:
+            await self._discard_rest_of_line(err.consumed)
+            raise SMTPError(LINE_TOO_LONG) from None
+        if len(line) > MAX_LINE_OCTETS:
+            raise SMTPError(LINE_TOO_LONG)
+        return line
+
+    async def _discard_rest_of_line(self, consumed: int) -> None:
+        await self._reader.readexactly(consumed)
+        while True:
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as err:
+                await self._reader.readexactly(err.consumed)
+
+    async def _dispatch(self, line: bytes) -> None:
+        """Read the verb, look up its `smtp_<VERB>` method and run it (RFC 5321 §4.1.1)."""
+        line = line[:-2] if line.endswith(CRLF) else line[:-1]
+        if b"\0" in line:
+            raise SMTPError("500 5.5.2 NUL character in command refused")
+        if b"\r" in line:
+            raise SMTPError("500 5.5.2 Bare CR in command refused")
+        verb_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            verb = verb_bytes.upper().decode("ascii")
+        except UnicodeDecodeError:
+            raise SMTPError("500 5.5.2 Syntax error: command must be ASCII") from None
+        if not verb:
+            raise SMTPError("500 5.5.2 Syntax error: empty command")
+        method = self._smtp_methods.get(verb)
+        if method is None:
+            raise SMTPError(f'500 5.5.1 Command "{sanitize(verb)[:PRINTABLE_ECHO]}" not recognized')
+        arg = arg_bytes.strip().decode("utf-8", "surrogateescape") or None
+        self._reset_timeout()
+        await method(arg)
+
+    # Commands whose behaviour differs from aiosmtpd's --------------------------------------
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._raw_replies = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._raw_replies = False
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._raw_replies = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._raw_replies = False
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        # RFC 3207 §4
+        if arg:
+            raise SMTPError("501 5.5.4 Syntax: STARTTLS")
+        if self.mail_session.tls:
+            raise SMTPError("503 5.5.1 TLS already active")
+        if not self.tls_context:
+            raise SMTPError("454 4.7.0 TLS not available")
+        await super().smtp_STARTTLS(arg)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # RFC 4954 §4
+        from mailcore.smtp import auth
+
+        session = self.mail_session
+        if not self.listener.is_submission:
+            raise SMTPError("502 5.5.1 AUTH is offered on the submission ports only")
+        if not session.host_name or not session.extended_smtp:
+            raise SMTPError("503 5.5.1 Send EHLO first")
+        if self._auth_require_tls and not session.tls:
+            raise SMTPError("538 5.7.11 Encryption required for requested authentication mechanism")
+        if session.authenticated:
+            raise SMTPError("503 5.5.1 Already authenticated")
+        assert self.envelope is not None
+        if self.envelope.mail_from:
+            raise SMTPError("503 5.5.1 AUTH is not permitted during a mail transaction")
+        user = await auth.authenticate(self, arg or "")
+        session.authenticated = True
+        session.user = user
+        session.login_data = user.address
+        await self.push("235 2.7.0 Authentication successful")
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # RFC 5321 §4.1.1.3 / Appendix C: source routes are obsolete; we refuse rather than strip them.
+        if arg.lstrip().startswith("<@"):
+            raise SMTPError("553 5.7.1 Source routes are not accepted")
+        return super()._getaddr(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # RFC 5321 §4.1.1.4
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            raise SMTPError("503 5.5.1 Need RCPT command first")
+        if arg:
+            raise SMTPError("501 5.5.4 Syntax: DATA")
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await self._read_data()
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self._set_post_data_state()
+        await self.push(status)
+
+    async def _read_data(self) -> bytes:
+        """The message up to `<CRLF>.<CRLF>`, un-dot-stuffed (RFC 5321 §4.5.2).
+
+        Smuggling policy (CVE-2023-51764 class): only `.` alone on a CRLF-ended line
+        ends the data. A bare CR or LF anywhere refuses the message with `550 5.5.2`
+        after the real end, and the session closes, so nothing after it is read as
+        commands. Over-long lines and over-size data are read to the end, then refused.
+        """
+        limit = self.data_size_limit or 0
+        lines: list[bytes] = []
+        size = 0
+        problem: SMTPError | None = None
+        in_fragment = False  # True after a LimitOverrunError: the next read ends a long line
+        while True:
+            try:
+                line = await self._reader.readuntil(CRLF)
+            except asyncio.LimitOverrunError as err:
+                await self._reader.readexactly(err.consumed)
+                problem, in_fragment = problem or SMTPError(LINE_TOO_LONG), True
+                lines.clear()
+                continue
+            self._reset_timeout()
+            if line == b".\r\n" and not in_fragment:
+                break
+            in_fragment = False
+            size += len(line)
+            problem = problem or self._data_line_problem(line, size, limit)
+            if problem is not None:
+                lines.clear()
+                continue
+            lines.append(line[1:] if line.startswith(b".") else line)
+        if problem is not None:
+            raise problem
+        return b"".join(lines)
+
+    def _data_line_problem(self, line: bytes, size: int, limit: int) -> SMTPError | None:
+        body = line[:-2]
+        if b"\r" in body or b"\n" in body:
+            log.warning("session %s peer %s: bare CR/LF in DATA", self.mail_session.id, self.mail_session.ip)
+            return SMTPError(BARE_LINE_END, close=True)
+        if len(line) > (MAX_DATA_LINE_OCTETS if line.startswith(b".") else MAX_LINE_OCTETS):
+            return SMTPError(LINE_TOO_LONG)
+        if limit and size > limit:
+            return SMTPError(TOO_MUCH_DATA.format(limit=limit))
+        return None

@@ -1,0 +1,129 @@
+"""Submission (RFC 6409): one function for mail our users send, used by SMTP AUTH sessions and the webmail.
+
+`submit` checks that the sender address belongs to the account (MAIL FROM and
+From header, else `553 5.7.1`), adds Message-ID and Date when missing, delivers
+local recipients into their mailboxes and queues remote ones, all in one
+transaction: either everything is durable or nothing is. DKIM signing is not
+done here; the delivery workers sign at send time.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from mailcore import directory, store
+from mailcore.address import AddressError, parse_address
+from mailcore.conf import conf
+from mailcore.delivery.queue import enqueue
+from mailcore.mime import to_crlf
+from mailcore.mime.headers import address_groups, first
+from mailcore.smtp import headers
+from mailcore.smtp.recipients import check_recipient, delivery_address
+from mailcore.smtp.replies import SMTPError
+
+log = logging.getLogger(__name__)
+
+PLUS_SEPARATOR = "+"
+SENT = "\\Sent"
+
+
+class SubmissionError(SMTPError):
+    """Submission refused; `reply` is the SMTP reply (the webmail shows its text)."""
+
+
+@dataclass
+class SubmitResult:
+    message_id: str
+    delivered: list[str] = field(default_factory=list)  # local recipients, now in their INBOX
+    queued: list[str] = field(default_factory=list)  # remote recipients, in the outbound queue
+    queue_id: int | None = None
+
+
+def owns_address(account_id: int, address: str) -> bool:
+    """Whether `address` (or it without a +tag) delivers to the account: its own or an alias."""
+    try:
+        parsed = parse_address(address)
+    except AddressError:
+        return False
+    owned = directory.addresses_of(account_id)
+    base, plus, _tag = parsed.local.partition(PLUS_SEPARATOR)
+    return parsed.key in owned or bool(plus and f"{base.lower()}@{parsed.domain}" in owned)
+
+
+def check_sender(account_id: int, mail_from: str) -> None:
+    """RFC 6409 §6.1: the MSA may refuse senders the user is not entitled to (`553 5.7.1`)."""
+    if not mail_from or not owns_address(account_id, mail_from):
+        raise SubmissionError(f"553 5.7.1 <{mail_from}>: Sender address is not owned by the authenticated user")
+
+
+def check_from_header(account_id: int, raw: bytes) -> None:
+    """Every address in the From header must be the user's too (RFC 5322 §3.6.2)."""
+    value = first(headers.header_values(raw), "from")
+    members = [m for _name, group in address_groups(value) for m in group]
+    if not members:
+        raise SubmissionError("550 5.6.0 Message has no usable From header field")
+    for _display, local, domain in members:
+        if not owns_address(account_id, f"{local}@{domain}"):
+            raise SubmissionError(f"553 5.7.1 <{local}@{domain}>: From header address is not owned by you")
+
+
+def submit(
+    account_id: int,
+    mail_from: str,
+    recipients: Sequence[str],
+    raw: bytes,
+    trace: headers.TraceInfo | None = None,
+    save_to_sent: bool = False,
+) -> SubmitResult:
+    """Accept one message from an authenticated user; durable when it returns.
+
+    Raises SubmissionError (sender not owned, unknown local recipient, full mailbox)
+    or mailcore.store.StorageFailure. `trace` (from an SMTP session) adds Received;
+    the webmail passes `save_to_sent=True` to keep a copy in the Sent folder.
+    """
+    check_sender(account_id, mail_from)
+    data = to_crlf(raw)
+    check_from_header(account_id, data)
+    accepted = [check_recipient(r, relay_allowed=True) for r in recipients]
+    if not accepted:
+        raise SubmissionError("554 5.5.1 No valid recipients")
+    data = _prepare(data, mail_from, [a.address for a in accepted], trace)
+    message_id = first(headers.header_values(data), "message-id") or ""
+    result = SubmitResult(message_id=message_id)
+    local = [a.address for a in accepted if a.local]
+    remote = [a.address for a in accepted if not a.local]
+    with transaction.atomic():
+        if local:
+            forwarded = _deliver_local(data, mail_from, local)
+            remote += [r for r in forwarded if r not in remote]
+            result.delivered = local
+        if remote:
+            result.queue_id = enqueue(data, mail_from, remote, account_id)
+            result.queued = remote
+        if save_to_sent:
+            store.append(store.folder_by_special_use(account_id, SENT), data, flags=["\\Seen"])
+    log.info("account %s submitted %s: %d local, %d queued", account_id, message_id, len(local), len(remote))
+    return result
+
+
+def _prepare(data: bytes, mail_from: str, recipients: list[str], trace: headers.TraceInfo | None) -> bytes:
+    data = headers.remove_forged_results(data, conf.hostname)
+    data = headers.add_missing_identity(data, conf.hostname)
+    if trace is None:
+        return data
+    checked = [f"auth=pass smtp.auth={trace.login}"] if trace.login else []
+    results = headers.authentication_results(conf.hostname, checked)
+    return headers.received(trace, conf.hostname, recipients) + results + data
+
+
+def _deliver_local(data: bytes, mail_from: str, local: list[str]) -> list[str]:
+    """Deliver to local mailboxes; returns remote alias targets to queue. Any full mailbox aborts all."""
+    report = store.deliver(headers.return_path(mail_from) + data, [delivery_address(a) for a in local])
+    if report.over_quota:
+        raise SubmissionError(f"452 4.2.2 <{report.over_quota[0]}>: Mailbox full")
+    if report.unknown:
+        raise SubmissionError(f"550 5.1.1 <{report.unknown[0]}>: Recipient address rejected: no such user here")
+    return report.remote

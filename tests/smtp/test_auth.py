@@ -1,0 +1,108 @@
+"""SMTP AUTH: PLAIN and LOGIN against the account password, throttling per IP, nothing secret logged."""
+from __future__ import annotations
+
+import base64
+import logging
+import time
+
+import pytest
+
+from mailcore.auth import throttle
+
+from .conftest import client_tls_context
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IP = "127.0.0.1"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def plain(login: str, password: str) -> str:
+    return b64(f"\0{login}\0{password}")
+
+
+def ready(client) -> None:
+    client.command("EHLO laptop.example.test")
+
+
+def test_auth_plain_with_the_right_password_is_235(submission_port, alice, raw_client):
+    client = raw_client(submission_port)
+    ready(client)
+    assert client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}") == (
+        "235 2.7.0 Authentication successful"
+    )
+    assert client.command("AUTH PLAIN x") == "503 5.5.1 Already authenticated"
+
+
+def test_auth_login_exchange_uses_the_customary_prompts(submission_port, alice, raw_client):
+    client = raw_client(submission_port)
+    ready(client)
+    assert client.command("AUTH LOGIN") == "334 VXNlcm5hbWU6"
+    assert client.command(b64("alice@example.test")) == "334 UGFzc3dvcmQ6"
+    assert client.command(b64("alice-secret-pw")) == "235 2.7.0 Authentication successful"
+
+
+def test_wrong_password_is_535_and_is_never_logged(submission_port, alice, raw_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = raw_client(submission_port)
+    ready(client)
+    payload = plain("alice@example.test", "wrong-password-123")
+    assert client.command(f"AUTH PLAIN {payload}") == "535 5.7.8 Authentication credentials invalid"
+    assert throttle.failures(IP) == 1
+    assert "wrong-password-123" not in caplog.text and payload not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [
+        ("AUTH CRAM-MD5", "504 5.5.4 Unrecognized authentication type"),
+        ("AUTH PLAIN !!!", "501 5.5.2 Cannot decode base64"),
+        (f"AUTH PLAIN {b64('only-one-part')}", "501 5.5.2 Malformed PLAIN response"),
+        ("AUTH", "501 5.5.4 Syntax: AUTH mechanism [initial-response]"),
+    ],
+)
+def test_malformed_auth_gets_the_precise_reply(submission_port, alice, raw_client, command, reply):
+    client = raw_client(submission_port)
+    ready(client)
+    assert client.command(command) == reply
+
+
+def test_cancelled_auth_is_501(submission_port, alice, raw_client):
+    client = raw_client(submission_port)
+    ready(client)
+    assert client.command("AUTH PLAIN") == "334 "
+    assert client.command("*") == "501 5.7.0 Authentication cancelled"
+
+
+def test_each_recent_failure_slows_the_next_answer(submission_port, alice, raw_client):
+    throttle.record_failure(IP)  # one earlier failure: the next answer waits DELAY_PER_FAILURE
+    client = raw_client(submission_port)
+    ready(client)
+    started = time.monotonic()
+    assert client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}").startswith("235")
+    assert time.monotonic() - started >= throttle.DELAY_PER_FAILURE * 0.9
+
+
+def test_ten_failures_from_one_ip_give_421_and_close(submission_port, alice, raw_client, monkeypatch):
+    monkeypatch.setattr(throttle, "DELAY_PER_FAILURE", 0.0)  # keep the test quick; the count is what matters
+    client = raw_client(submission_port)
+    ready(client)
+    for _ in range(throttle.MAX_FAILURES):
+        assert client.command(f"AUTH PLAIN {plain('alice@example.test', 'nope')}") == (
+            "535 5.7.8 Authentication credentials invalid"
+        )
+    assert client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}") == (
+        "421 4.7.0 Too many failed logins from your address; try again later"
+    )
+    assert client.is_closed()
+
+
+def test_smtplib_login_over_starttls(submission_port, alice):
+    import smtplib
+
+    with smtplib.SMTP("127.0.0.1", submission_port, timeout=10) as client:
+        client.starttls(context=client_tls_context())
+        assert client.login("Alice@Example.test", "alice-secret-pw")[0] == 235
