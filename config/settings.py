@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
+    "django_htmx",
     "django.contrib.staticfiles",
     "mailcore",
     "webmail",
@@ -55,6 +56,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "webmail.security.SecurityHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -69,6 +73,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
@@ -181,3 +186,14 @@ MAIL_DNS_TIMEOUT = env.float("MAIL_DNS_TIMEOUT", default=3.0)
 # --- SMTP (issue 3): MX and submission policy ---
 MAIL_POSTMASTER = env("MAIL_POSTMASTER", default="")
 MAIL_DMARC_REJECT = env.bool("MAIL_DMARC_REJECT", default=True)
+
+# --- Webmail (issue 7): cookies, languages, limits ---
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# Set to 1 when the web server is reached over HTTPS: cookies then carry Secure.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+LANGUAGES = [("en", "English"), ("vi", "Tiếng Việt")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE = env.int("MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE", default=25 * 1024 * 1024)
