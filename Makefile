@@ -4,14 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-only lint setup bench clean
+.PHONY: run test test-only lint setup bench clean deps-debian
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { \
 	  echo "python3 -m venv failed; installing Debian's python3-venv"; \
 	  apt-get install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
 
-$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+# Debian packages the tests need (debian-packages.txt, one per line); installed only when missing.
+deps-debian:
+	@missing=$$(for p in $$(grep -v '^#' debian-packages.txt); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
+
+$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt | deps-debian
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)

@@ -27,7 +27,7 @@ def body_csp(allow_remote: bool) -> str:
 
 
 class SecurityHeadersMiddleware:
-    """Adds the app CSP unless a view set its own, plus nosniff and a strict referrer policy."""
+    """Adds the app CSP unless a view set its own, plus nosniff and a same-origin referrer policy."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -37,5 +37,5 @@ class SecurityHeadersMiddleware:
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = APP_CSP
         response.setdefault("X-Content-Type-Options", "nosniff")
-        response.setdefault("Referrer-Policy", "no-referrer")
+        response.setdefault("Referrer-Policy", "same-origin")  # no-referrer would make Origin "null" on POSTs
         return response

@@ -217,3 +217,15 @@ def test_unread_counts_endpoint_for_new_mail_polling(alice_client, inbox):
     data = alice_client.get("/counts/").json()
     assert data["inbox_unread"] == 1
     assert data["folders"][str(inbox.mailbox_id)]["unseen"] == 1
+
+
+def test_vietnamese_from_the_browser_language(client, alice):
+    page = client.get("/login/", HTTP_ACCEPT_LANGUAGE="vi").content.decode()
+    assert "Đăng nhập hộp thư" in page and '<html lang="vi">' in page
+
+
+def test_vietnamese_from_the_settings_beats_the_browser(alice_client, alice):
+    alice_client.post("/settings/", {"form": "preferences", "page_size": "50", "remote_images": "ask",
+                                     "language": "vi"})
+    page = alice_client.get("/", follow=True, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Soạn thư" in page

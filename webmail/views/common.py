@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth import logout
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import translation
 
 from mailcore import store
 from mailcore.store import FolderInfo, FolderRef
@@ -40,6 +41,9 @@ def mail_login_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
                 logout(request)
             return redirect(f"/login/?next={request.path}")
         prefs = Preferences.of(request.user)
+        if prefs.language:  # the user's choice beats the browser's Accept-Language
+            translation.activate(prefs.language)
+            request.LANGUAGE_CODE = prefs.language
         request.mail = MailUser(account_id, request.session.get(SESSION_ADDRESS, ""), prefs)  # type: ignore[attr-defined]
         return view(request, *args, **kwargs)
 
