@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("budget report meeting lunch invoice travel project release holiday contract draft review "
-         "schedule pizza garden river mountain orange purple quantum").split()
+WORDS = ["budget", "report", "meeting", "lunch", "invoice", "travel", "project", "release", "holiday", "contract",
+         "draft", "review", "schedule", "pizza", "garden", "river", "mountain", "orange", "purple", "quantum"]
 
 
 def setup_django(scratch: str) -> None:

@@ -15,8 +15,8 @@ from django.utils import timezone
 from mailcore.mime import ParsedMessage, parse_message
 from mailcore.models import Message
 from mailcore.store import search
-from mailcore.store.messages import BULK_BATCH, _allocate_uids, _charge_quota, _mailbox, _notify, store_blob
 from mailcore.store.events import NEW
+from mailcore.store.messages import BULK_BATCH, _allocate_uids, _charge_quota, _mailbox, _notify, store_blob
 from mailcore.store.types import FolderRef
 
 
