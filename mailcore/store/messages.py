@@ -19,7 +19,7 @@ from mailcore import directory
 from mailcore.address import AddressError
 from mailcore.mime import ParsedMessage, parse_message, to_crlf
 from mailcore.models import SYSTEM_FLAG_FIELDS, Account, Expunged, Mailbox, Message
-from mailcore.store import blobs
+from mailcore.store import blobs, search
 from mailcore.store.events import EXPUNGE, FLAGS, NEW, MailboxEvent, hub
 from mailcore.store.folders import INBOX
 from mailcore.store.types import (
@@ -142,6 +142,7 @@ def _insert(
     row.save(force_insert=True)
     if row.thread_id is None:
         Message.objects.filter(pk=row.pk).update(thread_id=row.pk)
+    search.index_message(row.pk, data, parsed)
     _notify(NEW, mailbox.account_id, mailbox.pk, modseq, (uid,))
     return uid
 
@@ -263,6 +264,7 @@ def _copy_rows(source: FolderRef, uids: Iterable[int], target: FolderRef) -> lis
         return []
     _charge_quota(target.account_id, sum(r.size for r in rows))
     first_uid, modseq = _allocate_uids(target_box.pk, len(rows))
+    old_ids = [row.pk for row in rows]
     pairs = []
     for offset, row in enumerate(rows):
         pairs.append((row.uid, first_uid + offset))
@@ -271,6 +273,7 @@ def _copy_rows(source: FolderRef, uids: Iterable[int], target: FolderRef) -> lis
         row.uid = first_uid + offset
         row.modseq = modseq
     Message.objects.bulk_create(rows, batch_size=BULK_BATCH)
+    search.index_copies(zip(old_ids, [row.pk for row in rows], strict=True))
     _notify(NEW, target.account_id, target_box.pk, modseq, tuple(new for _, new in pairs))
     return pairs
 

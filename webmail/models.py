@@ -1,0 +1,32 @@
+"""Webmail preferences per user (mail itself lives in mailcore.store)."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+PAGE_SIZES = (25, 50, 100)
+
+
+class Preferences(models.Model):
+    """What a user chose in Settings."""
+
+    REMOTE_ASK, REMOTE_ALWAYS = "ask", "always"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webmail_prefs")
+    display_name = models.CharField(max_length=200, blank=True)
+    signature = models.TextField(blank=True)
+    page_size = models.PositiveSmallIntegerField(default=50)
+    conversations = models.BooleanField(default=False)
+    remote_images = models.CharField(
+        max_length=8, default=REMOTE_ASK, choices=[(REMOTE_ASK, "ask"), (REMOTE_ALWAYS, "always")]
+    )
+    trusted_senders = models.JSONField(default=list, blank=True, help_text="Senders whose images always load.")
+    language = models.CharField(max_length=8, blank=True, help_text="Empty: the browser's language.")
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"
+
+    @classmethod
+    def of(cls, user: object) -> Preferences:
+        prefs, _ = cls.objects.get_or_create(user=user)
+        return prefs

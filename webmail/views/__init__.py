@@ -1,0 +1,1 @@
+"""Webmail views, one module per screen; every one reads and changes mail through mailcore.store."""

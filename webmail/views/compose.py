@@ -1,0 +1,182 @@
+"""Compose, reply, forward; save drafts to Drafts; send through the submission function."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages as notices
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+
+from mailcore import directory, mime, store
+from mailcore.mime.headers import first, parse_fields, split_header
+from mailcore.smtp.submission import SubmissionError, submit
+from webmail import compose
+from webmail.views.common import (
+    folder_by_id,
+    mail_login_required,
+    mail_user,
+    message_or_404,
+    sidebar,
+    special_folder,
+)
+from webmail.views.message import _address_text
+
+log = logging.getLogger(__name__)
+MAX_ATTACHMENTS = 20
+FORM_FIELDS = ("to", "cc", "bcc", "subject", "text", "in_reply_to", "references")
+
+
+def identities(account_id: int, login: str) -> list[str]:
+    """From choices: the signed-in address first, then the account's aliases (not catch-alls)."""
+    others = sorted(a for a in directory.addresses_of(account_id) if not a.startswith("@"))
+    return [login, *[a for a in others if a.lower() != login.lower()]]
+
+
+def _form_context(request: HttpRequest, initial: dict[str, Any], error: str = "") -> dict[str, Any]:
+    user = mail_user(request)
+    from django.conf import settings
+
+    return {
+        "form": initial, "error": error, "identities": identities(user.account_id, user.address),
+        "max_attachment_size": settings.MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE, **sidebar(user.account_id),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@mail_login_required
+def compose_view(request: HttpRequest) -> HttpResponse:
+    user = mail_user(request)
+    if request.method == "GET":
+        signature = f"\n\n-- \n{user.prefs.signature}" if user.prefs.signature else ""
+        return render(request, "webmail/compose.html", _form_context(request, {"text": signature}))
+    form = {name: request.POST.get(name, "") for name in FORM_FIELDS}
+    form["sender"] = request.POST.get("sender", user.address)
+    form["draft_uid"] = request.POST.get("draft_uid", "")
+    try:
+        draft = _draft_from(request, form)
+        if request.POST.get("action") == "draft":
+            return _save_draft(request, draft, form)
+        return _send(request, draft, form)
+    except (compose.ComposeError, SubmissionError) as err:
+        text = err.reply if isinstance(err, SubmissionError) else str(err)
+        return render(request, "webmail/compose.html", _form_context(request, form, str(text)), status=400)
+
+
+def _draft_from(request: HttpRequest, form: dict[str, str]) -> compose.Draft:
+    user = mail_user(request)
+    if form["sender"] not in identities(user.account_id, user.address):
+        raise compose.ComposeError(_("You cannot send from that address."))
+    uploads = [compose.Upload(f.name, f.content_type or "application/octet-stream", f.read())
+               for f in request.FILES.getlist("attachments")[:MAX_ATTACHMENTS]]
+    uploads += _forwarded_parts(request)
+    return compose.Draft(sender=form["sender"], display_name=user.prefs.display_name, to=form["to"],
+                         cc=form["cc"], bcc=form["bcc"], subject=form["subject"], text=form["text"],
+                         in_reply_to=form["in_reply_to"], references=form["references"], attachments=uploads)
+
+
+def _forwarded_parts(request: HttpRequest) -> list[compose.Upload]:
+    """The attachments of the message being forwarded (`forward=FOLDER:UID`), from the store."""
+    folder_id, _sep, uid = request.POST.get("forward", "").partition(":")
+    if not (folder_id.isdigit() and uid.isdigit()):
+        return []
+    ref = folder_by_id(mail_user(request).account_id, int(folder_id))
+    info = message_or_404(ref, int(uid))
+    raw = store.read_message(ref, info.uid)
+    uploads = []
+    for found in mime.attachments(info.bodystructure):
+        part = mime.part_at(info.bodystructure, found.path)
+        if part is not None:
+            uploads.append(compose.Upload(found.filename or "attachment", found.content_type,
+                                          mime.decoded_body(raw, part)))
+    return uploads
+
+
+def _save_draft(request: HttpRequest, draft: compose.Draft, form: dict[str, str]) -> HttpResponse:
+    account_id = mail_user(request).account_id
+    drafts = special_folder(account_id, "\\Drafts")
+    if drafts is None:
+        raise compose.ComposeError(_("There is no Drafts folder."))
+    raw, _rcpts = compose.build(draft, include_bcc=True)
+    saved = store.append(drafts, raw, flags=["\\Draft", "\\Seen"])
+    _drop_old_draft(account_id, form)
+    if request.htmx:
+        return HttpResponse(str(saved.uid), content_type="text/plain")
+    notices.info(request, _("Draft saved."))
+    return redirect("webmail:folder", folder_id=drafts.mailbox_id)
+
+
+def _drop_old_draft(account_id: int, form: dict[str, str]) -> None:
+    drafts = special_folder(account_id, "\\Drafts")
+    if drafts is None or not form.get("draft_uid", "").isdigit():
+        return
+    uid = int(form["draft_uid"])
+    store.store_flags(drafts, [uid], ["\\Deleted"], store.FLAG_ADD)
+    store.expunge(drafts, [uid])
+
+
+def _send(request: HttpRequest, draft: compose.Draft, form: dict[str, str]) -> HttpResponse:
+    user = mail_user(request)
+    raw, recipients = compose.build(draft)
+    if not recipients:
+        raise compose.ComposeError(_("Add at least one recipient."))
+    result = submit(user.account_id, draft.sender, recipients, raw, save_to_sent=True)
+    _drop_old_draft(user.account_id, form)
+    log.info("webmail sent %s account=%s", result.message_id, user.account_id)
+    notices.info(request, _("Message sent."))
+    return redirect("webmail:inbox")
+
+
+def _parent_headers(raw: bytes) -> list[tuple[str, str]]:
+    header_end, _body = split_header(raw)
+    return parse_fields(raw[:header_end])
+
+
+@require_GET
+@mail_login_required
+def reply_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
+    user = mail_user(request)
+    ref = folder_by_id(user.account_id, folder_id)
+    info = message_or_404(ref, uid)
+    raw = store.read_message(ref, uid)
+    fields = _parent_headers(raw)
+    to = _address_text(info.envelope.get("reply_to") or info.envelope.get("from") or [])
+    cc: list[str] = []
+    if request.GET.get("all"):
+        mine = {a.lower() for a in identities(user.account_id, user.address)}
+        others = _address_text((info.envelope.get("to") or []) + (info.envelope.get("cc") or []))
+        cc = [a for a in others if a.rpartition("<")[2].strip(">").lower() not in mine]
+    parent_refs = first(fields, "references") or first(fields, "in-reply-to") or ""
+    form = {
+        "to": ", ".join(to), "cc": ", ".join(cc), "subject": compose.reply_subject(info.subject, "Re:"),
+        "in_reply_to": info.message_id, "references": compose.references_for(parent_refs, info.message_id),
+        "text": _quoted_body(raw, info),
+    }
+    return render(request, "webmail/compose.html", _form_context(request, form))
+
+
+def _quoted_body(raw: bytes, info: store.MessageInfo) -> str:
+    when = (info.sent_date or info.internal_date).strftime("%Y-%m-%d %H:%M")
+    intro = _("On %(date)s, %(sender)s wrote:") % {"date": when, "sender": info.sender}
+    return f"\n\n{intro}\n{compose.quote(mime.extract_text(raw, info.bodystructure))}"
+
+
+@require_GET
+@mail_login_required
+def forward_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse:
+    user = mail_user(request)
+    ref = folder_by_id(user.account_id, folder_id)
+    info = message_or_404(ref, uid)
+    raw = store.read_message(ref, uid)
+    header = _("---------- Forwarded message ----------")
+    lines = [header, f"From: {info.sender}", f"Subject: {info.subject}",
+             f"Date: {(info.sent_date or info.internal_date):%Y-%m-%d %H:%M}", ""]
+    form = {
+        "subject": compose.reply_subject(info.subject, "Fwd:"),
+        "text": "\n\n" + "\n".join(lines) + mime.extract_text(raw, info.bodystructure),
+        "forward": f"{ref.mailbox_id}:{uid}",
+        "forwarded": [a.filename or "attachment" for a in mime.attachments(info.bodystructure)],
+    }
+    return render(request, "webmail/compose.html", _form_context(request, form))
