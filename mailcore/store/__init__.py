@@ -17,8 +17,8 @@ from mailcore.store.folders import (
     rename_folder,
     set_subscribed,
 )
-from mailcore.store.locks import acquire_lock, release_lock, renew_lock
 from mailcore.store.listing import ListEntry, page, search_messages
+from mailcore.store.locks import acquire_lock, release_lock, renew_lock
 from mailcore.store.messages import (
     FLAG_ADD,
     FLAG_REMOVE,

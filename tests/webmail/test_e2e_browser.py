@@ -15,6 +15,7 @@ import pytest
 
 from mailcore import store
 from tests.smtp.conftest import servers, smtp_settings, tls_files  # noqa: F401 - fixtures
+from tests.support.dnsserver import dns_server  # noqa: F401 - a fixture smtp_settings uses
 from tests.webmail.conftest import ALICE_PW, BOB_PW
 
 CHROMIUM = "/usr/bin/chromium"
