@@ -45,6 +45,17 @@ class MailboxView:
         """The UIDs (ascending) a sequence set names. RFC 9051 §6.4.8: in a UID set, numbers not in use are ignored."""
         return self._resolve_uids(ranges) if uid_mode else self._resolve_seqs(ranges)
 
+    def resolve_lenient(self, ranges: SequenceSet, uid_mode: bool) -> list[int]:
+        """As `resolve`, but sequence numbers beyond EXISTS just match nothing (for SEARCH keys)."""
+        if uid_mode:
+            return self._resolve_uids(ranges)
+        count = len(self.uids)
+        chosen: set[int] = set()
+        for first, last in ranges:
+            low, high = sorted((first or count, last or count))
+            chosen.update(self.uids[max(low, 1) - 1 : min(high, count)])
+        return sorted(chosen)
+
     def _resolve_seqs(self, ranges: SequenceSet) -> list[int]:
         count = len(self.uids)
         chosen: set[int] = set()

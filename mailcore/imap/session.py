@@ -32,6 +32,9 @@ _LITERAL_AT_END = re.compile(rb"~?\{([0-9]{1,20})(\+?)\}\r?\n\Z")
 _TAG_AND_NAME = re.compile(rb"([^ \r\n]*) ?([A-Za-z]*)(?: ([A-Za-z]+))?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ids = itertools.count(1)
+# RFC 3501 §7.4.1: "An EXPUNGE response MUST NOT be sent ... while responding to a FETCH, STORE, or
+# SEARCH command" (the UID forms may; SORT and THREAD are searches too, RFC 5256).
+NO_EXPUNGE_DURING = {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 STORE_ERROR_CODES: dict[type[store.StoreError], str] = {
     # RFC 9051 §7.1 response codes and RFC 5530 for each store error.
@@ -279,7 +282,7 @@ class Session:
             log.debug("%s %s %s", self.id, self.tag, name)
             text = await handler(self, parser)
             if self.selected is not None and self.state == SELECTED:
-                await self.selected.report_changes(self, allow_expunge=name not in ("FETCH", "STORE", "SEARCH"))
+                await self.selected.report_changes(self, allow_expunge=name not in NO_EXPUNGE_DURING)
             if text is not None:  # None: the handler has answered already (STARTTLS)
                 self.raw(f"{self.tag} OK {text}\r\n".encode())
         except Bye as err:
