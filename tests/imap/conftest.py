@@ -33,6 +33,8 @@ def imap_server(transactional_db, settings, tmp_path) -> Iterator[Server]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    if settings.REDIS_URL:  # events travel through Redis: this "process" needs the bridge, as runmail runs it
+        asyncio.run_coroutine_threadsafe(_start_bridge(), loop).result(10)
     plain = asyncio.run_coroutine_threadsafe(serve("127.0.0.1", 0, context, False), loop).result(10)
     tls = asyncio.run_coroutine_threadsafe(serve("127.0.0.1", 0, context, True), loop).result(10)
     try:
@@ -42,6 +44,14 @@ def imap_server(transactional_db, settings, tmp_path) -> Iterator[Server]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+async def _start_bridge() -> None:
+    from mailcore.store import hub
+
+    ready = asyncio.Event()
+    asyncio.get_running_loop().create_task(hub.redis_bridge(ready))
+    await asyncio.wait_for(ready.wait(), 5)
 
 
 async def _shutdown(servers) -> None:
