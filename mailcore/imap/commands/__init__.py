@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from mailcore.imap.commands import any_state, auth, fetch, idle, listing, mailboxes, messages, search
+from mailcore.imap.commands import any_state, auth, fetch, idle, listing, mailboxes, messages, quota, search
 from mailcore.imap.parser import Parser
 from mailcore.imap.session import AUTHENTICATED, NOT_AUTHENTICATED, SELECTED
 
@@ -26,12 +26,13 @@ STATES: dict[str, tuple[str, ...]] = {
     "ENABLE": AUTH, "SELECT": AUTH, "EXAMINE": AUTH, "CREATE": AUTH, "DELETE": AUTH, "RENAME": AUTH,
     "SUBSCRIBE": AUTH, "UNSUBSCRIBE": AUTH, "LIST": AUTH, "LSUB": AUTH, "NAMESPACE": AUTH,
     "STATUS": AUTH, "APPEND": AUTH, "IDLE": AUTH,
+    "GETQUOTA": AUTH, "GETQUOTAROOT": AUTH, "SETQUOTA": AUTH,
     "CHECK": SEL, "CLOSE": SEL, "UNSELECT": SEL, "EXPUNGE": SEL, "UID EXPUNGE": SEL,
     "FETCH": SEL, "UID FETCH": SEL, "STORE": SEL, "UID STORE": SEL,
     "COPY": SEL, "UID COPY": SEL, "MOVE": SEL, "UID MOVE": SEL,
     "SEARCH": SEL, "UID SEARCH": SEL, "SORT": SEL, "UID SORT": SEL, "THREAD": SEL, "UID THREAD": SEL,
 }
-FAMILIES: tuple[ModuleType, ...] = (any_state, auth, mailboxes, listing, messages, fetch, search, idle)
+FAMILIES: tuple[ModuleType, ...] = (any_state, auth, mailboxes, listing, messages, fetch, search, idle, quota)
 
 
 def _build() -> dict[str, tuple[Handler, tuple[str, ...]]]:

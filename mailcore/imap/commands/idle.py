@@ -55,6 +55,5 @@ async def _wait_once(s: Session, reader: asyncio.Future[bytes]) -> None:
     finally:
         if event is not None and not event.done():
             event.cancel()
-    if view is not None and not reader.done():
-        if await view.report_changes(s, allow_expunge=True, poll=True):
-            await s.flush()
+    if view is not None and not reader.done() and await view.report_changes(s, allow_expunge=True, poll=True):
+        await s.flush()
