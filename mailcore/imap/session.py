@@ -293,6 +293,8 @@ class Session:
         except store.StoreError as err:
             code = STORE_ERROR_CODES.get(type(err), "SERVERBUG")
             self.raw(f"{self.tag} NO [{code}] {err}\r\n".encode())
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            raise  # the connection is gone (during IDLE, AUTHENTICATE or STARTTLS): the loop ends it
         except Exception:
             log.exception("%s unexpected error in %s from %s", self.id, clean(self.command), self.peer)
             self.raw(f"{self.tag} NO [SERVERBUG] internal error; the event is logged as {self.id}\r\n".encode())
