@@ -201,7 +201,8 @@ def fill_dovecot(directory: Path, total: int) -> None:
         (cur.parent / sub).mkdir(parents=True, exist_ok=True)
     templates = [message(t) for t in range(TEMPLATES)]
     for n in range(total):
-        (cur / f"{1700000000 + n}.M{n}P1.bench,S={len(templates[n % TEMPLATES])}:2,").write_bytes(templates[n % TEMPLATES])
+        data = templates[n % TEMPLATES]
+        (cur / f"{1700000000 + n}.M{n}P1.bench,S={len(data)}:2,").write_bytes(data)
     for path in [directory / "mail", *(directory / "mail").rglob("*")]:
         os.chown(path, NOBODY_UID, NOBODY_GID)
 

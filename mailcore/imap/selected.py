@@ -21,16 +21,26 @@ if TYPE_CHECKING:
     from mailcore.imap.session import Session
 
 
+MAX_OWN_CHANGES = 10_000  # own flag changes remembered before a full re-read is forced
+
+
 class MailboxView:
-    def __init__(self, ref: store.FolderRef, readonly: bool, uids: list[int], info: store.FolderInfo) -> None:
+    def __init__(self, ref: store.FolderRef, readonly: bool) -> None:
+        """Subscribe first, then read the state (`load`), so that no change falls in between."""
         self.ref = ref
         self.readonly = readonly
-        self.uids = uids  # index i holds the UID of sequence number i + 1
-        self.highestmodseq = info.highestmodseq
-        self.uidnext = info.uidnext
         self.subscription = store.hub.subscribe(ref.account_id, ref.mailbox_id)
+        self.uids: list[int] = []  # index i holds the UID of sequence number i + 1
+        self.highestmodseq = 0
+        self.uidnext = 1
         self.own_changes: dict[int, int] = {}  # UID -> MODSEQ this session already reported
         self.deferred_expunges = False
+
+    async def load(self) -> store.FolderInfo:
+        self.uids = await aio.run(store.uids, self.ref)
+        info = await aio.run(store.folder_info, self.ref)
+        self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
+        return info
 
     def close(self) -> None:
         self.subscription.close()
@@ -98,14 +108,14 @@ class MailboxView:
 
     async def report_changes(self, session: Session, allow_expunge: bool, poll: bool = False) -> bool:
         """Tell the client what changed since it last heard; `poll` re-reads even without an event."""
-        events = self.subscription.pending()
+        events = [e for e in self.subscription.pending() if not self._is_own(e)]
         if not events and not poll and not (allow_expunge and self.deferred_expunges):
             return False
         info = await aio.run(store.folder_info, self.ref)
         if info.highestmodseq == self.highestmodseq and not (allow_expunge and self.deferred_expunges):
             return False
         current = await aio.run(store.uids, self.ref)
-        changed = await aio.run(store.fetch, self.ref, None, self.highestmodseq)
+        changed = await aio.run(store.fetch, self.ref, None, self.highestmodseq, False)
         last_known = self.uids[-1] if self.uids else 0
         self._report_expunges(session, current, allow_expunge)
         self._report_new(session, current)
@@ -113,6 +123,16 @@ class MailboxView:
         self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
         self.own_changes.clear()
         return True
+
+    def _is_own(self, event: store.MailboxEvent) -> bool:
+        """This session's own STORE or EXPUNGE, already answered: no re-read needed for it."""
+        if len(self.own_changes) > MAX_OWN_CHANGES:
+            return False
+        if event.kind == "flags":
+            return all(self.own_changes.get(uid) == event.modseq for uid in event.uids)
+        if event.kind == "expunge":
+            return all(self.seq_of(uid) is None for uid in event.uids) and not self.deferred_expunges
+        return False
 
     def _report_expunges(self, session: Session, current: list[int], allowed: bool) -> None:
         present = set(current)

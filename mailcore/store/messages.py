@@ -339,14 +339,39 @@ def uids(ref: FolderRef) -> list[int]:
     return list(Message.objects.filter(mailbox_id=_mailbox(ref).pk).order_by("uid").values_list("uid", flat=True))
 
 
-def fetch(ref: FolderRef, uids: Iterable[int] | None = None, changed_since: int | None = None) -> list[MessageInfo]:
-    """Messages by UID (all when `uids` is None), ascending; only those changed after a MODSEQ if given."""
+def fetch(
+    ref: FolderRef,
+    uids: Iterable[int] | None = None,
+    changed_since: int | None = None,
+    with_bodystructure: bool = True,
+) -> list[MessageInfo]:
+    """Messages by UID (all when `uids` is None), ascending; only those changed after a MODSEQ if given.
+
+    `with_bodystructure=False` leaves `bodystructure` empty: listing 10,000 messages
+    (IMAP FETCH FLAGS ENVELOPE, change reports) then skips decoding the largest column.
+    """
     query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
     if uids is not None:
         query = query.filter(uid__in=list(uids))
     if changed_since is not None:
         query = query.filter(modseq__gt=changed_since)
-    return [_message_info(row) for row in query.order_by("uid")]
+    columns = [*_INFO_COLUMNS, *SYSTEM_FLAG_FIELDS.values()] + (["bodystructure"] if with_bodystructure else [])
+    return [_info_from_values(row) for row in query.order_by("uid").values(*columns)]
+
+
+_INFO_COLUMNS = [
+    "uid", "modseq", "keywords", "internal_date", "size", "blob", "envelope", "subject", "sender",
+    "sent_date", "message_id", "thread_id", "has_attachments",
+]
+
+
+def _info_from_values(row: dict[str, object]) -> MessageInfo:
+    """A MessageInfo from a `.values()` row (no model instance: several times faster for long lists)."""
+    system = [name for name, column in SYSTEM_FLAG_FIELDS.items() if row.pop(column)]
+    keywords = row.pop("keywords") or []
+    assert isinstance(keywords, list)
+    row.setdefault("bodystructure", {})
+    return MessageInfo(flags=(*system, *keywords), **row)  # type: ignore[arg-type]  # columns match the fields
 
 
 def fetch_by_sequence(ref: FolderRef, first: int, last: int) -> list[MessageInfo]:

@@ -28,6 +28,8 @@ SIMPLE = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUC
           "RFC822", "RFC822.HEADER", "RFC822.TEXT"}
 SECTIONED = {"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"}
 SETS_SEEN = {"RFC822", "RFC822.TEXT", "BODY", "BINARY"}  # with a section: RFC 9051 §6.4.5
+ENVELOPE_CACHE_SIZE = 100_000  # rendered ENVELOPEs kept per process (about 300 bytes each)
+_ENVELOPES: dict[tuple[int, int, bool], bytes] = {}
 FLUSH_EVERY = 200  # messages per write, so a large FETCH streams instead of piling up
 
 
@@ -184,8 +186,9 @@ async def _send_messages(
 ) -> None:
     if not uids:
         return
-    messages = await aio.run(store.fetch, view.ref, uids, changed_since)
     needs_blob = any(item.needs_blob for item in items)
+    structure = needs_blob or any(item.name in ("BODY", "BODYSTRUCTURE") for item in items)
+    messages = await aio.run(store.fetch, view.ref, uids, changed_since, structure)
     for count, message in enumerate(messages, 1):
         seq = view.seq_of(message.uid)
         if seq is None:
@@ -211,10 +214,22 @@ def render(s: Session, item: Item, message: store.MessageInfo, raw: bytes) -> by
     if name == "RFC822.SIZE":
         return b"RFC822.SIZE %d" % message.size
     if name == "ENVELOPE":
-        return b"ENVELOPE " + fetchdata.envelope(message.envelope, s.utf8)
+        return b"ENVELOPE " + _envelope(s, message)
     if item.section is None:
         return _unsectioned(s, name, message, raw)
     return _sectioned(item, message, raw)
+
+
+def _envelope(s: Session, message: store.MessageInfo) -> bytes:
+    """ENVELOPE bytes, cached: a (folder, UID) pair never names another message (RFC 9051 §2.3.1.1)."""
+    assert s.selected is not None
+    key = (s.selected.ref.mailbox_id, message.uid, s.utf8)
+    cached = _ENVELOPES.get(key)
+    if cached is None:
+        if len(_ENVELOPES) >= ENVELOPE_CACHE_SIZE:
+            _ENVELOPES.clear()
+        cached = _ENVELOPES[key] = fetchdata.envelope(message.envelope, s.utf8)
+    return cached
 
 
 def _unsectioned(s: Session, name: str, message: store.MessageInfo, raw: bytes) -> bytes:

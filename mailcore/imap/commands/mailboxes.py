@@ -45,10 +45,8 @@ async def _select(s: Session, p: Parser, readonly: bool) -> str:
         if "QRESYNC" in s.enabled or s.rev2:
             s.untagged("OK [CLOSED] previous mailbox closed")  # RFC 7162 §3.2.11, RFC 9051 §7.1
     ref = await aio.run(store.get_folder, s.account_id, name)
-    view = MailboxView(ref, readonly, [], await aio.run(store.folder_info, ref))
-    view.uids = await aio.run(store.uids, ref)
-    info = await aio.run(store.folder_info, ref)
-    view.highestmodseq, view.uidnext = info.highestmodseq, info.uidnext
+    view = MailboxView(ref, readonly)
+    info = await view.load()
     _send_select_data(s, view, info)
     if qresync is not None and qresync[0] == ref.uidvalidity:
         await _qresync(s, view, qresync[1], qresync[2])
@@ -108,7 +106,7 @@ async def _qresync(s: Session, view: MailboxView, modseq: int, known: SequenceSe
         vanished = [uid for uid in vanished if any(_in_range(uid, r) for r in known)]
     if vanished:
         s.untagged(f"VANISHED (EARLIER) {wire.sequence_set(vanished)}")
-    for message in await aio.run(store.fetch, view.ref, None, modseq):
+    for message in await aio.run(store.fetch, view.ref, None, modseq, False):
         seq = view.seq_of(message.uid)
         if seq is not None:
             s.untagged(f"{seq} FETCH (UID {message.uid} FLAGS ({' '.join(message.flags)}) MODSEQ ({message.modseq}))")

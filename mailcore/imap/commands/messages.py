@@ -128,7 +128,7 @@ async def _report_store(s: Session, uids: list[int], result: store.FlagResult, s
     if silent and not condstore:
         return
     unchanged = [u for u in uids if u not in changed and u not in modified] if not silent else []
-    current = {m.uid: m for m in await aio.run(store.fetch, view.ref, unchanged)} if unchanged else {}
+    current = {m.uid: m for m in await aio.run(store.fetch, view.ref, unchanged, None, False)} if unchanged else {}
     for uid in uids:
         seq = view.seq_of(uid)
         if seq is None or uid in modified:

@@ -87,8 +87,8 @@ async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
     """Every message of the selected mailbox that matches, in sequence order."""
     view = s.selected
     assert view is not None
-    messages = await aio.run(store.fetch, view.ref)
     with_text = search.needs_text(keys)
+    messages = await aio.run(store.fetch, view.ref, None, None, with_text)
     cache: dict[tuple[bool, str], set[int]] = {}
 
     def resolve(ranges: SequenceSet, uid_mode: bool) -> set[int]:
