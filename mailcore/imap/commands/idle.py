@@ -13,11 +13,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mailcore.conf import conf
+from mailcore.imap import poller
 from mailcore.imap.errors import Bad, Bye
 from mailcore.imap.parser import Parser
 
 if TYPE_CHECKING:
     from mailcore.imap.session import Session
+
+WAKE_CHECK_SECONDS = 60  # how often an idle session looks at its timeout when nothing happens
 
 
 async def cmd_IDLE(s: Session, p: Parser) -> str:
@@ -27,11 +30,13 @@ async def cmd_IDLE(s: Session, p: Parser) -> str:
     await s.flush()
     reader = asyncio.ensure_future(s.read_line())
     deadline = time.monotonic() + conf.imap_idle_timeout
+    wake = asyncio.Event()
     try:
-        while not reader.done():
-            if time.monotonic() > deadline:
-                raise Bye("Autologout; idle for too long")  # RFC 9051 §5.4
-            await _wait_once(s, reader)
+        with poller.watching(s.selected.ref, wake) if s.selected else contextlib.nullcontext():
+            while not reader.done():
+                if time.monotonic() > deadline:
+                    raise Bye("Autologout; idle for too long")  # RFC 9051 §5.4
+                await _wait_once(s, reader, wake)
         line = reader.result()
     finally:
         if not reader.done():
@@ -43,17 +48,24 @@ async def cmd_IDLE(s: Session, p: Parser) -> str:
     return "IDLE terminated"
 
 
-async def _wait_once(s: Session, reader: asyncio.Future[bytes]) -> None:
-    """Wait for client input, a store event, or the poll interval; report what changed."""
+async def _wait_once(s: Session, reader: asyncio.Future[bytes], wake: asyncio.Event) -> None:
+    """Wait for client input, a store event or the folder poller; report what changed."""
     view = s.selected
     waiters: set[asyncio.Future[Any]] = {reader}
     event = asyncio.ensure_future(view.subscription.queue.get()) if view is not None else None
+    polled = asyncio.ensure_future(wake.wait())
+    waiters.add(polled)
     if event is not None:
         waiters.add(event)
     try:
-        await asyncio.wait(waiters, timeout=conf.imap_poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=WAKE_CHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if event is not None and not event.done():
-            event.cancel()
-    if view is not None and not reader.done() and await view.report_changes(s, allow_expunge=True, poll=True):
+        for waiter in (event, polled):
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+    if view is None or reader.done():
+        return
+    woken = wake.is_set() or (event is not None and event.done() and not event.cancelled())
+    wake.clear()
+    if woken and await view.report_changes(s, allow_expunge=True, poll=True):
         await s.flush()
