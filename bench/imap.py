@@ -67,12 +67,13 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) 
     raise SystemExit(f"nothing listening on port {port}")
 
 
-def rss_kib(pids: list[int]) -> int:
+def memory_kib(pids: list[int], field: str) -> int:
+    """Sum of `field` (Rss, or Pss: shared pages divided among their processes) over processes."""
     total = 0
     for pid in pids:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
     return total
 
@@ -297,8 +298,12 @@ def fetch_all_seconds(port: int) -> float:
 
 
 def idle_rss(port: int, server_pid: int, count: int) -> dict[str, float]:
-    """RSS of the server's processes with `count` connections in IDLE on an empty folder."""
-    before = rss_kib(process_tree(server_pid))
+    """RSS and PSS of the server's processes with `count` connections in IDLE on an empty folder.
+
+    Dovecot runs one process per connection: their RSS sum counts shared pages many times,
+    so PSS (shared pages split among processes) is the fair comparison.
+    """
+    before = memory_kib(process_tree(server_pid), "Rss")
     sockets = []
     for _ in range(count):
         client = connect(port)
@@ -307,11 +312,13 @@ def idle_rss(port: int, server_pid: int, count: int) -> dict[str, float]:
         client.readline()
         sockets.append(client)
     time.sleep(1)
-    after = rss_kib(process_tree(server_pid))
+    pids = process_tree(server_pid)
+    rss, pss = memory_kib(pids, "Rss"), memory_kib(pids, "Pss")
     for client in sockets:
         with contextlib.suppress(OSError):
             client.shutdown()
-    return {"connections": count, "rss_mb": round(after / 1024, 1), "rss_before_mb": round(before / 1024, 1)}
+    return {"connections": count, "rss_mb": round(rss / 1024, 1), "pss_mb": round(pss / 1024, 1),
+            "rss_before_idle_mb": round(before / 1024, 1)}
 
 
 def measure(port: int, pid: int, total: int, clients: int, idle: int) -> dict[str, object]:
@@ -365,7 +372,7 @@ def main() -> None:
         results["ratio_ours_to_dovecot"] = {
             kind: round(ours["ops_per_second"][kind] / theirs["ops_per_second"][kind], 2) for kind in COUNTS
         }
-        results["ratio_idle_rss"] = round(ours["idle"]["rss_mb"] / max(theirs["idle"]["rss_mb"], 0.1), 2)
+        results["ratio_idle_pss"] = round(ours["idle"]["pss_mb"] / max(theirs["idle"]["pss_mb"], 0.1), 2)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(json.dumps(results, indent=2))

@@ -11,21 +11,24 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from mailcore import store
 from mailcore.conf import conf
 from mailcore.store import aio
 
+if TYPE_CHECKING:
+    from mailcore.imap.selected import MailboxView
+
 log = logging.getLogger(__name__)
 
 
 class FolderPoller:
-    """Polls one folder while anyone watches it; sets each watcher's event when its state moves."""
+    """Polls one folder while anyone watches it; wakes each watcher whose view is behind the folder."""
 
     def __init__(self, ref: store.FolderRef) -> None:
         self.ref = ref
-        self.watchers: set[asyncio.Event] = set()
-        self.state: tuple[int, int] | None = None
+        self.watchers: dict[asyncio.Event, MailboxView] = {}
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -36,11 +39,9 @@ class FolderPoller:
             except store.StoreError as err:  # gone or unreadable: wake watchers, they will find out
                 log.info("poll of folder %s failed: %s", self.ref.mailbox_id, err)
                 info = None
-            state = (info.highestmodseq, info.uidnext) if info else (-1, -1)
-            if self.state is not None and state != self.state:
-                for event in self.watchers:
+            for event, view in list(self.watchers.items()):
+                if info is None or (info.highestmodseq, info.uidnext) != (view.highestmodseq, view.uidnext):
                     event.set()
-            self.state = state
         _pollers.pop((self.ref.mailbox_id, id(asyncio.get_running_loop())), None)
 
 
@@ -48,14 +49,14 @@ _pollers: dict[tuple[int, int], FolderPoller] = {}
 
 
 @contextlib.contextmanager
-def watching(ref: store.FolderRef, wake: asyncio.Event) -> Iterator[None]:
-    """While inside, `wake` is set whenever the folder's MODSEQ or UIDNEXT changes."""
-    key = (ref.mailbox_id, id(asyncio.get_running_loop()))
+def watching(view: MailboxView, wake: asyncio.Event) -> Iterator[None]:
+    """While inside, `wake` is set when the folder's MODSEQ or UIDNEXT differ from what `view` knows."""
+    key = (view.ref.mailbox_id, id(asyncio.get_running_loop()))
     poller = _pollers.get(key)
     if poller is None or poller.task.done():
-        poller = _pollers[key] = FolderPoller(ref)
-    poller.watchers.add(wake)
+        poller = _pollers[key] = FolderPoller(view.ref)
+    poller.watchers[wake] = view
     try:
         yield
     finally:
-        poller.watchers.discard(wake)
+        poller.watchers.pop(wake, None)

@@ -32,7 +32,7 @@ async def cmd_IDLE(s: Session, p: Parser) -> str:
     deadline = time.monotonic() + conf.imap_idle_timeout
     wake = asyncio.Event()
     try:
-        with poller.watching(s.selected.ref, wake) if s.selected else contextlib.nullcontext():
+        with poller.watching(s.selected, wake) if s.selected else contextlib.nullcontext():
             while not reader.done():
                 if time.monotonic() > deadline:
                     raise Bye("Autologout; idle for too long")  # RFC 9051 §5.4
