@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from typing import TYPE_CHECKING
 
-from mailcore.auth import check_login, throttle
+from mailcore.auth import check_login, sasl, throttle
 from mailcore.imap.errors import Bad, No
 from mailcore.imap.parser import Parser
 from mailcore.store import aio
@@ -51,7 +49,7 @@ async def cmd_AUTHENTICATE(s: Session, p: Parser) -> str:
         raise No("unsupported authentication mechanism", "CANNOT")
     if initial is None:
         initial = await _ask_client(s)
-    login, password = _decode_plain("" if initial == "=" else str(initial))
+    login, password = _decode_plain(initial)
     return await _login(s, login, password, "AUTHENTICATE")
 
 
@@ -65,14 +63,14 @@ async def _ask_client(s: Session) -> str:
 
 
 def _decode_plain(text: str) -> tuple[str, str]:
-    """RFC 4616 §2: [authzid] NUL authcid NUL passwd; an authzid other than the login is refused."""
+    """RFC 4616 §2 through mailcore.auth.sasl; an authzid other than the login is refused."""
     try:
-        authzid, login, password = base64.b64decode(text, validate=True).decode("utf-8").split("\0")
-    except (binascii.Error, UnicodeDecodeError, ValueError) as err:
-        raise Bad("invalid SASL PLAIN response") from err
-    if authzid and authzid != login:
+        credentials = sasl.decode_plain(sasl.decode_base64_response(text))
+    except sasl.SaslError as err:
+        raise Bad(str(err)) from err
+    if credentials.authzid and credentials.authzid != credentials.authcid:
         raise No("cannot log in as another user", "AUTHORIZATIONFAILED")
-    return login, password
+    return credentials.authcid, credentials.password
 
 
 async def _login(s: Session, login: str, password: str, how: str) -> str:

@@ -27,7 +27,7 @@ class ListRequest:
 async def cmd_LIST(s: Session, p: Parser) -> str:
     """RFC 9051 §6.3.9: `LIST [(selection)] reference pattern(s) [RETURN (options)]`."""
     request = _parse_list(s, p)
-    folders = await aio.run(store.list_folders, s.account_id, bool(request.status_items))
+    folders = await aio.run(store.list_folders, s.account_id)
     if request.patterns == [""]:
         s.untagged(f'LIST (\\Noselect) "{store.DELIMITER}" ""')  # RFC 9051 §6.3.9: the delimiter query
         return "LIST completed"
@@ -47,7 +47,7 @@ async def cmd_LSUB(s: Session, p: Parser) -> str:
 
         reference, pattern = mutf7.decode(reference), mutf7.decode(pattern)
     request = ListRequest(selection={"SUBSCRIBED"}, patterns=[reference + pattern])
-    folders = await aio.run(store.list_folders, s.account_id, False)
+    folders = await aio.run(store.list_folders, s.account_id)
     _send_list(s, request, folders, "LSUB")
     return "LSUB completed"
 
