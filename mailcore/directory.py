@@ -18,6 +18,7 @@ from mailcore.models import Account, Alias, AliasTarget, Domain
 # recursion; 20 is ample for people and bounds the work per recipient).
 MAX_ALIAS_DEPTH = 20
 PLUS_SEPARATOR = "+"
+POSTMASTER = "postmaster"
 
 
 class DirectoryError(ValueError):
@@ -177,9 +178,22 @@ def create_account(address: str, password: str, quota_bytes: int = 0) -> Account
                 domain=domain, local_part=parsed.local, address=parsed.key, user=user, quota_bytes=quota_bytes
             )
             folders.create_default_folders(account)
+            _ensure_postmaster(domain, account)
     except IntegrityError as err:
         raise DirectoryError(f"{parsed} already exists") from err
     return account
+
+
+def _ensure_postmaster(domain: Domain, account: Account) -> None:
+    """Give the domain a postmaster (RFC 5321 §4.5.1: it MUST be accepted): its first account.
+
+    An existing postmaster account or alias is left alone; the operator can re-point the alias.
+    """
+    key = f"{POSTMASTER}@{domain.name}"
+    if Account.objects.filter(address=key).exists() or Alias.objects.filter(source=key).exists():
+        return
+    alias = Alias.objects.create(domain=domain, local_part=POSTMASTER, source=key)
+    AliasTarget.objects.create(alias=alias, address=account.address)
 
 
 def create_alias(source: str, targets: list[str]) -> Alias:

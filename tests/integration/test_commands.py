@@ -35,10 +35,12 @@ def test_create_domain_mailbox_alias_and_deliver(manage):
     assert manage("createdomain", "example.test").stdout == b"created domain example.test (example.test)\n"
     result = manage("createmailbox", "alice@example.test", stdin=b"alice-secret-pw\n")
     assert (result.returncode, result.stdout) == (0, b"created mailbox alice@example.test\n")
+    result = manage("createalias", "abuse@example.test", "alice@example.test")
+    assert result.stdout == b"created alias abuse@example.test -> alice@example.test\n"
+    result = manage("deliver", "abuse@example.test", stdin=b"Subject: hi\n\nbody\n")
+    assert (result.returncode, result.stdout) == (0, b"delivered to abuse@example.test (uid 1)\n")
     result = manage("createalias", "postmaster@example.test", "alice@example.test")
-    assert result.stdout == b"created alias postmaster@example.test -> alice@example.test\n"
-    result = manage("deliver", "postmaster@example.test", stdin=b"Subject: hi\n\nbody\n")
-    assert (result.returncode, result.stdout) == (0, b"delivered to postmaster@example.test (uid 1)\n")
+    assert result.stderr == b"CommandError: postmaster@example.test already exists\n"  # made with alice
     blobs = [p for p in (manage.var / "blobs").rglob("*") if p.is_file()]
     assert [p.read_bytes() for p in blobs] == [b"Subject: hi\r\n\r\nbody\r\n"]
 

@@ -88,4 +88,11 @@ def test_new_account_has_the_special_folders(alice):
 
 def test_addresses_of_includes_aliases(alice):
     create_alias("info@example.test", ["Alice@example.test"])
-    assert directory.addresses_of(alice.pk) == {"alice@example.test", "info@example.test"}
+    assert directory.addresses_of(alice.pk) == {"alice@example.test", "info@example.test", "postmaster@example.test"}
+
+
+def test_first_account_of_a_domain_becomes_its_postmaster(alice, bob):
+    assert resolve("Postmaster@example.test").accounts == [alice.pk]
+    from mailcore.models import Alias
+
+    assert Alias.objects.filter(source="postmaster@example.test").count() == 1
