@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 # A copy of ../shared/testdata/mail-corpus (MIT licensed, see its LICENSE), so a clean clone has it.
+LOOPBACK_CLIENTS = ("127.0.0.1", "::1")
 CORPUS_DIR = Path(__file__).resolve().parent / "data" / "mail-corpus"
 
 
@@ -28,6 +29,21 @@ def blob_dir(settings, tmp_path: Path) -> Iterator[Path]:
         },
     }
     yield path
+
+
+@pytest.fixture(autouse=True)
+def fresh_login_throttle() -> Iterator[None]:
+    """Every test starts with no failed logins counted for loopback clients.
+
+    Only these keys are reset: `cache.clear()` would FLUSHDB a Redis shared with other runs.
+    """
+    from mailcore.auth import throttle
+
+    for ip in LOOPBACK_CLIENTS:
+        throttle.reset(ip)
+    yield
+    for ip in LOOPBACK_CLIENTS:
+        throttle.reset(ip)
 
 
 @pytest.fixture

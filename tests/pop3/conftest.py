@@ -9,7 +9,6 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from django.core.cache import cache
 
 from mailcore import store
 from mailcore.pop3 import serve
@@ -54,13 +53,6 @@ class ServerThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
-
-
-@pytest.fixture(autouse=True)
-def clear_throttle() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -4,20 +4,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.core.cache import cache
 
 from mailcore import store
 from mailcore.auth import throttle
 from tests.webmail.conftest import ALICE_PW, deliver, message
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clear_throttle():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def test_login_page_has_csp_csrf_and_frame_denial(client):
