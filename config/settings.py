@@ -227,3 +227,7 @@ MAIL_DMARC_REJECT = env.bool("MAIL_DMARC_REJECT", default=True)
 LANGUAGES = [("en", "English"), ("vi", "Tiếng Việt")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE = env.int("MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE", default=25 * 1024 * 1024)
+
+# --- Operations (issue 8): MTA-STS policy, metrics, log format ---
+MAIL_MTA_STS_MODE = env("MAIL_MTA_STS_MODE", default="testing")  # RFC 8461 §5: testing, enforce or none
+MAIL_MTA_STS_MAX_AGE = env.int("MAIL_MTA_STS_MAX_AGE", default=604_800)  # seconds senders may cache the policy

@@ -142,5 +142,18 @@ class MailConf:
         """Refuse (550 5.7.1) mail failing DMARC when the domain's policy is p=reject (RFC 7489 §6.3)."""
         return bool(settings.MAIL_DMARC_REJECT)
 
+    # --- operations (issue 8) ---
+
+    @property
+    def mta_sts_mode(self) -> str:
+        """RFC 8461 §5 policy mode published at mta-sts.DOMAIN: testing, enforce or none."""
+        mode = str(settings.MAIL_MTA_STS_MODE).lower()
+        return mode if mode in ("testing", "enforce", "none") else "testing"
+
+    @property
+    def mta_sts_max_age(self) -> int:
+        """Seconds a sender may cache the MTA-STS policy (RFC 8461 §3.2 max_age)."""
+        return int(settings.MAIL_MTA_STS_MAX_AGE)
+
 
 conf = MailConf()

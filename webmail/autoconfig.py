@@ -1,4 +1,4 @@
-"""Client autoconfiguration over HTTP: Thunderbird autoconfig, Outlook autodiscover, the Apple profile.
+"""Configuration documents over HTTP: Thunderbird autoconfig, Outlook autodiscover, the Apple profile, MTA-STS.
 
 The documents come from mailcore.clientconfig; these views only find the
 address or domain in the request, check that the domain is hosted here, and
@@ -17,7 +17,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from mailcore import clientconfig, directory
+from mailcore import clientconfig, directory, dnssetup
 from mailcore.address import AddressError, normalize_domain, parse_address
 from webmail.views.common import mail_login_required, mail_user
 
@@ -96,7 +96,18 @@ def apple_profile(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@require_GET
+def mta_sts_policy(request: HttpRequest) -> HttpResponse:
+    """RFC 8461 §3.2: the policy at https://mta-sts.DOMAIN/.well-known/mta-sts.txt, for hosted domains only."""
+    host, _port = split_domain_port(request.get_host())
+    prefix = dnssetup.MTA_STS_POLICY_HOST + "."
+    if not host.startswith(prefix) or not directory.is_hosted(host[len(prefix):]):
+        return HttpResponseNotFound("no MTA-STS policy for this host\n", content_type="text/plain")
+    return HttpResponse(dnssetup.mta_sts_policy(normalize_domain(host[len(prefix):])), content_type="text/plain")
+
+
 urlpatterns = [
+    path(".well-known/mta-sts.txt", mta_sts_policy, name="mta_sts_policy"),
     path(".well-known/autoconfig/mail/config-v1.1.xml", thunderbird, name="autoconfig_wellknown"),
     path("mail/config-v1.1.xml", thunderbird, name="autoconfig"),
     path("autodiscover/autodiscover.xml", outlook, name="autodiscover"),
