@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from mailcore import directory, dnssetup
+from mailcore import dashboard, directory, dnssetup
 from mailcore.models import Account, Alias, AliasTarget, Domain, Mailbox, Message
 
 
@@ -195,3 +195,16 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    """Mail in and out per hour and the outbound queue over the last day (charts drawn by static JS)."""
+    figures = dashboard.traffic()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Mail dashboard",
+        "chart_data": {"labels": figures.labels, "received": figures.received, "sent": figures.sent,
+                       "queue": figures.queue},
+        "totals": {"received": sum(figures.received), "sent": sum(figures.sent), "queue": figures.queue[-1]},
+    }
+    return TemplateResponse(request, "admin/mailcore/dashboard.html", context)

@@ -155,5 +155,15 @@ class MailConf:
         """Seconds a sender may cache the MTA-STS policy (RFC 8461 §3.2 max_age)."""
         return int(settings.MAIL_MTA_STS_MAX_AGE)
 
+    @property
+    def metrics_token(self) -> str:
+        """The bearer token /metrics accepts (MAIL_METRICS_TOKEN); empty: none."""
+        return str(settings.MAIL_METRICS_TOKEN)
+
+    @property
+    def metrics_allow(self) -> list[str]:
+        """Client addresses or networks (CIDR) /metrics answers without the token (MAIL_METRICS_ALLOW)."""
+        return [str(entry).strip() for entry in settings.MAIL_METRICS_ALLOW if str(entry).strip()]
+
 
 conf = MailConf()

@@ -27,3 +27,7 @@ def admin_client(client, db):
     get_user_model().objects.create_superuser("admin", "admin@example.test", "admin-pw-123")
     client.login(username="admin", password="admin-pw-123")
     return client
+
+
+from tests.smtp.conftest import mx_port, servers, smtp_settings, submission_port, tls_files  # noqa: E402,F401
+from tests.support.smtpreceiver import smtp_receiver  # noqa: E402,F401 - a loopback MX for delivery
