@@ -44,6 +44,7 @@ lint: $(STAMP)
 bench: deps-debian setup
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/smtp_inbound.py
+	$(BIN)/python bench/imap.py
 
 clean:
 	rm -rf $(VENV) var

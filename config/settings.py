@@ -237,6 +237,13 @@ LANGUAGES = [("en", "English"), ("vi", "Tiếng Việt")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE = env.int("MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE", default=25 * 1024 * 1024)
 
+# IMAP (mailcore/imap): limits of the IMAP server, read through mailcore.conf.
+MAIL_IMAP_MAX_LINE = env.int("MAIL_IMAP_MAX_LINE", default=65_536)  # bytes of one command line
+MAIL_IMAP_MAX_LITERAL = env.int("MAIL_IMAP_MAX_LITERAL", default=65_536)  # non-APPEND literals
+MAIL_IMAP_IDLE_TIMEOUT = env.int("MAIL_IMAP_IDLE_TIMEOUT", default=1800)  # RFC 9051 §5.4: at least 30 minutes
+MAIL_IMAP_COMMANDS_PER_SECOND = env.int("MAIL_IMAP_COMMANDS_PER_SECOND", default=500)
+MAIL_IMAP_POLL_SECONDS = env.float("MAIL_IMAP_POLL_SECONDS", default=1.0)  # IDLE re-reads folder state this often
+
 # --- Operations (issue 8): MTA-STS policy, metrics, log format ---
 MAIL_MTA_STS_MODE = env("MAIL_MTA_STS_MODE", default="testing")  # RFC 8461 §5: testing, enforce or none
 MAIL_MTA_STS_MAX_AGE = env.int("MAIL_MTA_STS_MAX_AGE", default=604_800)  # seconds senders may cache the policy

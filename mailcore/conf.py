@@ -142,6 +142,28 @@ class MailConf:
         """Refuse (550 5.7.1) mail failing DMARC when the domain's policy is p=reject (RFC 7489 §6.3)."""
         return bool(settings.MAIL_DMARC_REJECT)
 
+    # IMAP (mailcore/imap) ------------------------------------------------------------
+
+    @property
+    def imap_max_line(self) -> int:
+        return int(settings.MAIL_IMAP_MAX_LINE)
+
+    @property
+    def imap_max_literal(self) -> int:
+        return int(settings.MAIL_IMAP_MAX_LITERAL)
+
+    @property
+    def imap_idle_timeout(self) -> float:
+        return float(settings.MAIL_IMAP_IDLE_TIMEOUT)
+
+    @property
+    def imap_commands_per_second(self) -> int:
+        return int(settings.MAIL_IMAP_COMMANDS_PER_SECOND)
+
+    @property
+    def imap_poll_seconds(self) -> float:
+        return float(settings.MAIL_IMAP_POLL_SECONDS)
+
     # --- operations (issue 8) ---
 
     @property

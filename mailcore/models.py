@@ -124,6 +124,11 @@ class Mailbox(models.Model):
     highestmodseq = models.PositiveBigIntegerField(default=1)
     special_use = models.CharField(max_length=16, blank=True)
     subscribed = models.BooleanField(default=True)
+    # Kept by the store in the same UPDATE that allocates UIDs/MODSEQ, so STATUS and the
+    # webmail's unread counts never scan the folder.
+    message_count = models.PositiveBigIntegerField(default=0, editable=False)
+    unseen_count = models.PositiveBigIntegerField(default=0, editable=False)
+    total_size = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -54,12 +54,21 @@ def _pop3() -> ServeFunction:
     return serve
 
 
+def _imap_serve() -> ServeFunction:
+    from mailcore.imap.session import serve
+
+    return serve
+
+
 LISTENERS: list[ListenerSpec] = [
     ListenerSpec("SMTP (MX)", "SMTP", implicit_tls=False, serve=_smtp_mx),
     ListenerSpec("Submission (STARTTLS)", "SUBMISSION", implicit_tls=False, serve=_smtp_submission),
     ListenerSpec("Submission (TLS)", "SUBMISSIONS", implicit_tls=True, serve=_smtp_submission),
     ListenerSpec("POP3", "POP3", implicit_tls=False, serve=_pop3),  # RFC 1939, STLS (RFC 2595)
     ListenerSpec("POP3S", "POP3S", implicit_tls=True, serve=_pop3),  # RFC 8314 §3.3 implicit TLS
+    # RFC 9051 §6.2.1 STARTTLS on MAIL_IMAP_PORT; RFC 8314 implicit TLS on MAIL_IMAPS_PORT.
+    ListenerSpec("IMAP", "IMAP", implicit_tls=False, serve=_imap_serve),
+    ListenerSpec("IMAPS", "IMAPS", implicit_tls=True, serve=_imap_serve),
 ]
 
 

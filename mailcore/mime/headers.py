@@ -84,3 +84,22 @@ def address_groups(value: str | None) -> list[tuple[str | None, list[tuple[str, 
         members = [(a.display_name or "", a.username or "", a.domain or "") for a in group.addresses]
         result.append((group.display_name, members))
     return result
+
+
+def raw_fields(block: bytes) -> list[tuple[str, bytes]]:
+    """A header block as (lowercased name, raw bytes of the field with its folded lines and CRLFs).
+
+    For IMAP BODY[HEADER.FIELDS (...)] (RFC 9051 §6.4.5), which returns fields exactly as stored.
+    """
+    fields: list[tuple[str, bytes]] = []
+    for line in block.split(CRLF)[:-1] if block.endswith(CRLF) else block.split(CRLF):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, raw = fields[-1]
+            fields[-1] = (name, raw + line + CRLF)
+            continue
+        raw_name, colon, _ = line.partition(b":")
+        if colon and _FIELD_NAME.match(raw_name.rstrip()):
+            fields.append((raw_name.rstrip().decode("ascii").lower(), line + CRLF))
+        elif line:
+            fields.append(("", line + CRLF))
+    return fields

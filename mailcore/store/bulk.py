@@ -16,7 +16,7 @@ from mailcore.mime import ParsedMessage, parse_message
 from mailcore.models import Message
 from mailcore.store import search
 from mailcore.store.events import NEW
-from mailcore.store.messages import BULK_BATCH, _allocate_uids, _charge_quota, _mailbox, _notify, store_blob
+from mailcore.store.messages import BULK_BATCH, Counts, _allocate_uids, _charge_quota, _mailbox, _notify, store_blob
 from mailcore.store.types import FolderRef
 
 
@@ -38,7 +38,8 @@ def _append_batch(ref: FolderRef, raws: Sequence[bytes], stored: dict, when: dt.
     with transaction.atomic():
         mailbox = _mailbox(ref)
         _charge_quota(ref.account_id, sum(len(stored[raw][0]) for raw in raws))
-        first_uid, modseq = _allocate_uids(mailbox.pk, len(raws))
+        size = sum(len(stored[raw][0]) for raw in raws)
+        first_uid, modseq = _allocate_uids(mailbox.pk, len(raws), Counts(len(raws), len(raws), size))
         rows = []
         for offset, raw in enumerate(raws):
             data, digest, parsed, _doc = stored[raw]

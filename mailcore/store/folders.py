@@ -5,7 +5,7 @@ import re
 import time
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import F, Sum
 
 from mailcore.models import DEFAULT_FOLDERS, Account, Mailbox, Message
 from mailcore.store.events import FOLDERS, MailboxEvent, hub
@@ -104,16 +104,9 @@ def folder_by_special_use(account_id: int, special_use: str) -> FolderRef:
     return _ref(mailbox)
 
 
-def list_folders(account_id: int, with_counts: bool = False) -> list[FolderInfo]:
+def list_folders(account_id: int) -> list[FolderInfo]:
     """Every folder of the account, INBOX first, then by name."""
-    rows = Mailbox.objects.filter(account_id=account_id)
-    if with_counts:
-        rows = rows.annotate(
-            n_messages=Count("messages"),
-            n_unseen=Count("messages", filter=Q(messages__seen=False)),
-            n_size=Sum("messages__size"),
-        )
-    infos = [_info(row, with_counts) for row in rows]
+    infos = [_info(row) for row in Mailbox.objects.filter(account_id=account_id)]
     return sorted(infos, key=lambda f: (f.name != INBOX, f.name))
 
 
@@ -122,15 +115,10 @@ def folder_info(ref: FolderRef) -> FolderInfo:
     row = Mailbox.objects.filter(pk=ref.mailbox_id, account_id=ref.account_id).first()
     if row is None:
         raise NoSuchFolder(f"folder {ref.name} no longer exists")
-    counts = Message.objects.filter(mailbox_id=row.pk).aggregate(
-        n_messages=Count("id"), n_unseen=Count("id", filter=Q(seen=False)), n_size=Sum("size")
-    )
-    for key, value in counts.items():
-        setattr(row, key, value)
-    return _info(row, with_counts=True)
+    return _info(row)
 
 
-def _info(row: Mailbox, with_counts: bool) -> FolderInfo:
+def _info(row: Mailbox) -> FolderInfo:
     return FolderInfo(
         id=row.pk,
         name=row.name,
@@ -139,9 +127,9 @@ def _info(row: Mailbox, with_counts: bool) -> FolderInfo:
         highestmodseq=row.highestmodseq,
         special_use=row.special_use,
         subscribed=row.subscribed,
-        messages=getattr(row, "n_messages", 0) if with_counts else 0,
-        unseen=getattr(row, "n_unseen", 0) if with_counts else 0,
-        size=(getattr(row, "n_size", 0) or 0) if with_counts else 0,
+        messages=row.message_count,
+        unseen=row.unseen_count,
+        size=row.total_size,
     )
 
 

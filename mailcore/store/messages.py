@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from mailcore import directory
@@ -121,11 +122,8 @@ def _insert(
 ) -> int:
     """Insert one message row (inside the caller's transaction); return its UID."""
     _charge_quota(mailbox.account_id, len(data))
-    uid, modseq = _allocate_uids(mailbox.pk, 1)
     row = Message(
         mailbox=mailbox,
-        uid=uid,
-        modseq=modseq,
         internal_date=when,
         size=len(data),
         blob=digest,
@@ -139,6 +137,8 @@ def _insert(
         has_attachments=parsed.has_attachments,
     )
     _apply_flags(row, flags, FLAG_REPLACE)
+    uid, modseq = _allocate_uids(mailbox.pk, 1, Counts(1, 0 if row.seen else 1, len(data)))
+    row.uid, row.modseq = uid, modseq
     row.save(force_insert=True)
     if row.thread_id is None:
         Message.objects.filter(pk=row.pk).update(thread_id=row.pk)
@@ -159,21 +159,38 @@ def _release_quota(account_id: int, size: int) -> None:
         Account.objects.filter(pk=account_id).update(used_bytes=F("used_bytes") - size)
 
 
-def _allocate_uids(mailbox_id: int, count: int) -> tuple[int, int]:
-    """Reserve `count` UIDs and one new MODSEQ; returns (first UID, MODSEQ).
+@dataclass(frozen=True)
+class Counts:
+    """A change to a folder's message, unseen and size counters."""
+
+    messages: int = 0
+    unseen: int = 0
+    size: int = 0
+
+
+NO_CHANGE = Counts()
+
+
+def _allocate_uids(mailbox_id: int, count: int, delta: Counts = NO_CHANGE) -> tuple[int, int]:
+    """Reserve `count` UIDs and one new MODSEQ, and apply `delta`; returns (first UID, MODSEQ).
 
     The UPDATE takes the folder row's write lock until commit, so concurrent
-    writers get distinct, ascending UIDs (RFC 9051 §2.3.1.1: "strictly ascending").
+    writers get distinct, ascending UIDs (RFC 9051 §2.3.1.1: "strictly ascending")
+    and the counters stay exact.
     """
     Mailbox.objects.filter(pk=mailbox_id).update(
-        uidnext=F("uidnext") + count, highestmodseq=F("highestmodseq") + 1
+        uidnext=F("uidnext") + count,
+        highestmodseq=F("highestmodseq") + 1,
+        message_count=F("message_count") + delta.messages,
+        unseen_count=F("unseen_count") + delta.unseen,
+        total_size=F("total_size") + delta.size,
     )
     uidnext, modseq = Mailbox.objects.filter(pk=mailbox_id).values_list("uidnext", "highestmodseq").get()
     return uidnext - count, modseq
 
 
-def _next_modseq(mailbox_id: int) -> int:
-    return _allocate_uids(mailbox_id, 0)[1]
+def _next_modseq(mailbox_id: int, delta: Counts = NO_CHANGE) -> int:
+    return _allocate_uids(mailbox_id, 0, delta)[1]
 
 
 def _thread_of(account_id: int, parsed: ParsedMessage) -> int | None:
@@ -234,10 +251,11 @@ def store_flags(
         if unchanged_since is not None:
             result.modified = [r.uid for r in rows if r.modseq > unchanged_since]
             rows = [r for r in rows if r.modseq <= unchanged_since]
+        unseen_before = sum(not row.seen for row in rows)
         changed = [row for row in rows if _apply_flags(row, flag_list, mode)]
         if not changed:
             return result
-        modseq = _next_modseq(mailbox.pk)
+        modseq = _next_modseq(mailbox.pk, Counts(unseen=sum(not row.seen for row in rows) - unseen_before))
         for row in changed:
             row.modseq = modseq
         fields = [*SYSTEM_FLAG_FIELDS.values(), "keywords", "modseq"]
@@ -263,7 +281,8 @@ def _copy_rows(source: FolderRef, uids: Iterable[int], target: FolderRef) -> lis
     if not rows:
         return []
     _charge_quota(target.account_id, sum(r.size for r in rows))
-    first_uid, modseq = _allocate_uids(target_box.pk, len(rows))
+    added = Counts(len(rows), sum(not r.seen for r in rows), sum(r.size for r in rows))
+    first_uid, modseq = _allocate_uids(target_box.pk, len(rows), added)
     old_ids = [row.pk for row in rows]
     pairs = []
     for offset, row in enumerate(rows):
@@ -300,9 +319,10 @@ def _expunge_rows(ref: FolderRef, uids: list[int]) -> list[int]:
     if not uids:
         return []
     rows = Message.objects.filter(mailbox_id=ref.mailbox_id, uid__in=uids)
-    freed = rows.aggregate(total=Sum("size"))["total"] or 0
+    totals = rows.aggregate(n=Count("id"), unseen=Count("id", filter=Q(seen=False)), size=Sum("size"))
+    freed = totals["size"] or 0
     _release_quota(ref.account_id, freed)
-    modseq = _next_modseq(ref.mailbox_id)
+    modseq = _next_modseq(ref.mailbox_id, Counts(-totals["n"], -totals["unseen"], -freed))
     rows.delete()
     Expunged.objects.bulk_create(
         [Expunged(mailbox_id=ref.mailbox_id, uid=uid, modseq=modseq) for uid in uids], batch_size=BULK_BATCH
@@ -319,14 +339,39 @@ def uids(ref: FolderRef) -> list[int]:
     return list(Message.objects.filter(mailbox_id=_mailbox(ref).pk).order_by("uid").values_list("uid", flat=True))
 
 
-def fetch(ref: FolderRef, uids: Iterable[int] | None = None, changed_since: int | None = None) -> list[MessageInfo]:
-    """Messages by UID (all when `uids` is None), ascending; only those changed after a MODSEQ if given."""
+def fetch(
+    ref: FolderRef,
+    uids: Iterable[int] | None = None,
+    changed_since: int | None = None,
+    with_bodystructure: bool = True,
+) -> list[MessageInfo]:
+    """Messages by UID (all when `uids` is None), ascending; only those changed after a MODSEQ if given.
+
+    `with_bodystructure=False` leaves `bodystructure` empty: listing 10,000 messages
+    (IMAP FETCH FLAGS ENVELOPE, change reports) then skips decoding the largest column.
+    """
     query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
     if uids is not None:
         query = query.filter(uid__in=list(uids))
     if changed_since is not None:
         query = query.filter(modseq__gt=changed_since)
-    return [_message_info(row) for row in query.order_by("uid")]
+    columns = [*_INFO_COLUMNS, *SYSTEM_FLAG_FIELDS.values()] + (["bodystructure"] if with_bodystructure else [])
+    return [_info_from_values(row) for row in query.order_by("uid").values(*columns)]
+
+
+_INFO_COLUMNS = [
+    "uid", "modseq", "keywords", "internal_date", "size", "blob", "envelope", "subject", "sender",
+    "sent_date", "message_id", "thread_id", "has_attachments",
+]
+
+
+def _info_from_values(row: dict[str, object]) -> MessageInfo:
+    """A MessageInfo from a `.values()` row (no model instance: several times faster for long lists)."""
+    system = [name for name, column in SYSTEM_FLAG_FIELDS.items() if row.pop(column)]
+    keywords = row.pop("keywords") or []
+    assert isinstance(keywords, list)
+    row.setdefault("bodystructure", {})
+    return MessageInfo(flags=(*system, *keywords), **row)  # type: ignore[arg-type]  # columns match the fields
 
 
 def fetch_by_sequence(ref: FolderRef, first: int, last: int) -> list[MessageInfo]:

@@ -291,3 +291,38 @@ def test_group_commit_batches_concurrent_writes_and_isolates_a_failure(alice, mo
     assert sum(batch_sizes) == 31 and len(batch_sizes) < 31  # some calls shared a commit
     bodies = {store.read_message(ref, uid).rsplit(b"\r\n", 1)[1] for uid in store.uids(ref)}
     assert bodies == {str(n).encode() for n in range(30)}
+
+
+def test_folder_counters_match_the_messages_after_every_kind_of_change(alice):
+    from mailcore.store.bulk import bulk_append
+
+    inbox_ref, archive = inbox(alice), store.get_folder(alice.pk, "Archive")
+
+    def check():
+        for ref in (inbox_ref, archive):
+            messages = store.fetch(ref)
+            info = store.folder_info(ref)
+            expected = (len(messages), sum("\\Seen" not in m.flags for m in messages), sum(m.size for m in messages))
+            assert (info.messages, info.unseen, info.size) == expected
+        listed = {f.name: (f.messages, f.unseen, f.size) for f in store.list_folders(alice.pk)}
+        assert listed["INBOX"] == (store.folder_info(inbox_ref).messages, store.folder_info(inbox_ref).unseen,
+                                   store.folder_info(inbox_ref).size)
+
+    for n in range(4):
+        store.deliver(MESSAGE + str(n).encode(), ["alice@example.test"])
+    check()
+    store.append(inbox_ref, MESSAGE + b"seen", ["\\Seen"])
+    check()
+    store.store_flags(inbox_ref, [1, 2, 5], ["\\Seen"], store.FLAG_ADD)
+    check()
+    store.store_flags(inbox_ref, [5], ["\\Seen"], store.FLAG_REMOVE)
+    check()
+    store.copy(inbox_ref, [1, 3], archive)
+    check()
+    store.move(inbox_ref, [2, 4], archive)
+    check()
+    store.store_flags(archive, [1, 2, 3], ["\\Deleted"], store.FLAG_REPLACE)
+    store.expunge(archive)
+    check()
+    bulk_append(archive, [MESSAGE + b"b1", MESSAGE + b"b2"])
+    check()

@@ -64,7 +64,7 @@ def sorted_folders(account_id: int) -> list[FolderInfo]:
             return 1 + SPECIAL_ORDER.index(folder.special_use), folder.name
         return len(SPECIAL_ORDER) + 1, folder.name.lower()
 
-    return sorted(store.list_folders(account_id, with_counts=True), key=order)
+    return sorted(store.list_folders(account_id), key=order)
 
 
 def icon_of(folder: FolderInfo) -> str:

@@ -75,7 +75,7 @@ def _int_or_none(value: str | None) -> int | None:
 @mail_login_required
 def unread_counts(request: HttpRequest) -> JsonResponse:
     """Polled by the page for new mail: unread per folder and the highest MODSEQ seen."""
-    folders = store.list_folders(mail_user(request).account_id, with_counts=True)
+    folders = store.list_folders(mail_user(request).account_id)
     return JsonResponse({
         "folders": {str(f.id): {"unseen": f.unseen, "messages": f.messages} for f in folders},
         "state": ".".join(f"{f.id}:{f.uidnext}:{f.highestmodseq}" for f in folders),

@@ -1,0 +1,254 @@
+"""SEARCH, SORT and THREAD and their UID forms (RFC 9051 §6.4.4, RFC 4731 ESEARCH, RFC 5256 SORT/THREAD)."""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from mailcore import store
+from mailcore.imap import search, wire
+from mailcore.imap.errors import Bad, No
+from mailcore.imap.parser import Parser, SequenceSet
+from mailcore.imap.search import Candidate, Key
+from mailcore.mime.headers import decode_words
+from mailcore.store import aio
+
+if TYPE_CHECKING:
+    from mailcore.imap.session import Session
+
+CHARSETS = {"UTF-8", "US-ASCII"}  # RFC 9051 §6.4.4: UTF-8 is required; others get BADCHARSET
+RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL"}  # RFC 4731 §3.1
+SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
+_SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv)(\[\d+\])?:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+
+
+async def cmd_SEARCH(s: Session, p: Parser) -> str:
+    await _search(s, p, uid_mode=False)
+    return "SEARCH completed"
+
+
+async def cmd_UID_SEARCH(s: Session, p: Parser) -> str:
+    await _search(s, p, uid_mode=True)
+    return "UID SEARCH completed"
+
+
+async def _search(s: Session, p: Parser, uid_mode: bool) -> None:
+    p.sp()
+    options: set[str] | None = None
+    if p.peek_upper("RETURN "):
+        p.keyword()
+        p.sp()
+        options = {o.upper() for o in p.parenthesised(p.atom)}
+        if options - RETURN_OPTIONS:
+            raise Bad("unknown SEARCH RETURN option")
+        p.sp()
+    _charset(p)
+    keys = search.parse_program(p)
+    p.end()
+    if s.rev2 and options is None:
+        options = {"ALL"}  # RFC 9051 §6.4.4: IMAP4rev2 answers with ESEARCH
+    found = await run_search(s, keys)
+    numbers = [c.info.uid if uid_mode else c.seq for c in found]
+    if options is not None:
+        s.untagged(_esearch(s.tag, numbers, options or {"ALL"}, uid_mode))
+        return
+    line = "SEARCH" + "".join(f" {n}" for n in numbers)
+    if numbers and any(k.name == "MODSEQ" for k in search.walk(keys)):
+        line += f" (MODSEQ {max(c.info.modseq for c in found)})"  # RFC 7162 §3.1.5
+    s.untagged(line)
+
+
+def _charset(p: Parser) -> None:
+    if p.peek_upper("CHARSET "):
+        p.keyword()
+        p.sp()
+        charset = p.astring().decode("ascii", "replace").upper()
+        if charset not in CHARSETS:
+            raise No("unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")  # RFC 9051 §7.1
+        p.sp()
+
+
+def _esearch(tag: str, numbers: list[int], options: set[str], uid_mode: bool) -> bytes:
+    """RFC 4731 §3.1 ESEARCH response."""
+    parts = [b"ESEARCH (TAG " + wire.string(tag) + b")"]
+    if uid_mode:
+        parts.append(b"UID")
+    if numbers and "MIN" in options:
+        parts.append(b"MIN %d" % min(numbers))
+    if numbers and "MAX" in options:
+        parts.append(b"MAX %d" % max(numbers))
+    if "COUNT" in options:
+        parts.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in options:
+        parts.append(b"ALL " + wire.sequence_set(sorted(numbers)).encode())
+    return b" ".join(parts)
+
+
+async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
+    """Every message of the selected mailbox that matches, in sequence order."""
+    view = s.selected
+    assert view is not None
+    with_text = search.needs_text(keys)
+    messages = await aio.run(store.fetch, view.ref, None, None, with_text)
+    cache: dict[tuple[bool, str], set[int]] = {}
+
+    def resolve(ranges: SequenceSet, uid_mode: bool) -> set[int]:
+        key = (uid_mode, repr(ranges))
+        if key not in cache:
+            chosen = set(view.resolve_lenient(ranges, uid_mode))
+            cache[key] = chosen if uid_mode else {view.seq_of(u) or 0 for u in chosen}
+        return cache[key]
+
+    found = []
+    for info in messages:
+        seq = view.seq_of(info.uid)
+        if seq is None:
+            continue
+        candidate = Candidate(seq, info)
+        if with_text:
+            candidate.raw = await aio.run(store.read_blob, info.blob)
+        if search.matches(keys, candidate, resolve):
+            found.append(candidate)
+    return found
+
+
+async def cmd_SORT(s: Session, p: Parser) -> str:
+    """RFC 5256 §3 SORT."""
+    await _sort(s, p, uid_mode=False)
+    return "SORT completed"
+
+
+async def cmd_UID_SORT(s: Session, p: Parser) -> str:
+    await _sort(s, p, uid_mode=True)
+    return "UID SORT completed"
+
+
+async def _sort(s: Session, p: Parser, uid_mode: bool) -> None:
+    p.sp()
+    criteria = [c.upper() for c in p.parenthesised(p.atom, allow_empty=False)]
+    p.sp()
+    charset = p.astring().decode("ascii", "replace").upper()
+    if charset not in CHARSETS:
+        raise No("unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    p.sp()
+    keys = search.parse_program(p)
+    p.end()
+    found = await run_search(s, keys)
+    for criterion in reversed(_sort_plan(criteria)):
+        name, reverse = criterion
+        found.sort(key=lambda c, n=name: _sort_value(n, c), reverse=reverse)  # type: ignore[misc]
+    s.untagged("SORT" + "".join(f" {c.info.uid if uid_mode else c.seq}" for c in found))
+
+
+def _sort_plan(criteria: list[str]) -> list[tuple[str, bool]]:
+    plan: list[tuple[str, bool]] = []
+    reverse = False
+    for criterion in criteria:
+        if criterion == "REVERSE":
+            reverse = True
+            continue
+        if criterion not in SORT_KEYS:
+            raise Bad(f"unknown sort criterion {criterion}")
+        plan.append((criterion, reverse))
+        reverse = False
+    if reverse or not plan:
+        raise Bad("REVERSE must precede a sort criterion")
+    return plan
+
+
+def _sort_value(name: str, c: Candidate) -> tuple[object, int]:
+    """RFC 5256 §3: each criterion's value; ties keep sequence order (the final key)."""
+    info, env = c.info, c.info.envelope
+    value: object
+    if name == "ARRIVAL":
+        value = info.internal_date
+    elif name == "DATE":
+        value = info.sent_date or info.internal_date
+    elif name == "SIZE":
+        value = info.size
+    elif name == "SUBJECT":
+        value = base_subject(env.get("subject") or "")
+    else:
+        field_name = {"DISPLAYFROM": "from", "DISPLAYTO": "to"}.get(name, name.lower())
+        first = (env.get(field_name) or [[None, None, "", None]])[0]
+        display = decode_words(first[0] or "") if name.startswith("DISPLAY") else ""
+        value = (display or first[2] or "").casefold()
+    return value, c.seq
+
+
+def base_subject(subject: str) -> str:
+    """RFC 5256 §2.1 base subject, simplified: decoded, Re:/Fwd:/[list] prefixes and (fwd) trailers removed."""
+    text = " ".join(decode_words(subject).split())
+    previous = None
+    while previous != text:
+        previous = text
+        text = _SUBJECT_PREFIX.sub("", text)
+        text = re.sub(r"\s*\(fwd\)\s*$", "", text, flags=re.IGNORECASE)
+    return text.casefold()
+
+
+async def cmd_THREAD(s: Session, p: Parser) -> str:
+    """RFC 5256 §4 THREAD=REFERENCES (parents from Message-ID / In-Reply-To; the store's thread grouping)."""
+    await _thread(s, p, uid_mode=False)
+    return "THREAD completed"
+
+
+async def cmd_UID_THREAD(s: Session, p: Parser) -> str:
+    await _thread(s, p, uid_mode=True)
+    return "UID THREAD completed"
+
+
+async def _thread(s: Session, p: Parser, uid_mode: bool) -> None:
+    p.sp()
+    algorithm = p.atom().upper()
+    if algorithm != "REFERENCES":
+        raise Bad("only THREAD=REFERENCES is supported")
+    p.sp()
+    charset = p.astring().decode("ascii", "replace").upper()
+    if charset not in CHARSETS:
+        raise No("unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
+    p.sp()
+    keys = search.parse_program(p)
+    p.end()
+    found = await run_search(s, keys)
+    s.untagged("THREAD " + "".join(_format(t, uid_mode) for t in build_threads(found)) if found else "THREAD")
+
+
+Tree = tuple[Candidate, list["Tree"]]
+
+
+def build_threads(found: list[Candidate]) -> list[Tree]:
+    """Parent = the message whose Message-ID this one's In-Reply-To names; roots sorted by date (RFC 5256 §4)."""
+    by_id = {c.info.envelope.get("message_id"): c for c in found if c.info.envelope.get("message_id")}
+    children: dict[int, list[Candidate]] = {}
+    roots = []
+    for c in sorted(found, key=lambda c: (c.info.sent_date or c.info.internal_date, c.seq)):
+        parent = by_id.get(_first_id(c.info.envelope.get("in_reply_to")))
+        if parent is None or parent is c:
+            roots.append(c)
+        else:
+            children.setdefault(id(parent), []).append(c)
+
+    def tree(c: Candidate, depth: int = 0) -> Tree:
+        kids = children.get(id(c), []) if depth < 100 else []
+        return c, [tree(k, depth + 1) for k in kids]
+
+    return [tree(root) for root in roots]
+
+
+def _first_id(value: str | None) -> str | None:
+    found = re.search(r"<[^<>\s]+>", value or "")
+    return found.group(0) if found else None
+
+
+def _format(node: Tree, uid_mode: bool) -> str:
+    """RFC 5256 §4: `(a b c)` is a chain, `(a (b)(c))` a message with two replies."""
+    c, kids = node
+    number = str(c.info.uid if uid_mode else c.seq)
+    inner = number
+    while len(kids) == 1:
+        c, kids = kids[0]
+        inner += f" {c.info.uid if uid_mode else c.seq}"
+    if kids:
+        inner += " " + "".join(_format(k, uid_mode) for k in kids)
+    return f"({inner})"
+

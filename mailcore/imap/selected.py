@@ -1,0 +1,160 @@
+"""The selected mailbox as one session sees it: sequence numbers, and the changes it still has to report.
+
+RFC 9051 §7 (RFC 3501 §7): other sessions' changes reach the client as untagged
+EXISTS, EXPUNGE (VANISHED with QRESYNC) and FETCH FLAGS. "An EXPUNGE response
+MUST NOT be sent when no command is in progress, nor while responding to a
+FETCH, STORE, or SEARCH command" (RFC 3501 §7.4.1), so expunges found during
+those wait in the view, keeping every sequence number the client knows valid.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING
+
+from mailcore import store
+from mailcore.imap import wire
+from mailcore.imap.errors import Bad
+from mailcore.imap.parser import SequenceSet
+from mailcore.store import aio
+
+if TYPE_CHECKING:
+    from mailcore.imap.session import Session
+
+
+MAX_OWN_CHANGES = 10_000  # own flag changes remembered before a full re-read is forced
+
+
+class MailboxView:
+    def __init__(self, ref: store.FolderRef, readonly: bool) -> None:
+        """Subscribe first, then read the state (`load`), so that no change falls in between."""
+        self.ref = ref
+        self.readonly = readonly
+        self.subscription = store.hub.subscribe(ref.account_id, ref.mailbox_id)
+        self.uids: list[int] = []  # index i holds the UID of sequence number i + 1
+        self.highestmodseq = 0
+        self.uidnext = 1
+        self.own_changes: dict[int, int] = {}  # UID -> MODSEQ this session already reported
+        self.deferred_expunges = False
+
+    async def load(self) -> store.FolderInfo:
+        self.uids = await aio.run(store.uids, self.ref)
+        info = await aio.run(store.folder_info, self.ref)
+        self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
+        return info
+
+    def close(self) -> None:
+        self.subscription.close()
+
+    # Numbers ---------------------------------------------------------------------------
+
+    def seq_of(self, uid: int) -> int | None:
+        index = bisect.bisect_left(self.uids, uid)
+        return index + 1 if index < len(self.uids) and self.uids[index] == uid else None
+
+    def resolve(self, ranges: SequenceSet, uid_mode: bool) -> list[int]:
+        """The UIDs (ascending) a sequence set names. RFC 9051 §6.4.8: in a UID set, numbers not in use are ignored."""
+        return self._resolve_uids(ranges) if uid_mode else self._resolve_seqs(ranges)
+
+    def resolve_lenient(self, ranges: SequenceSet, uid_mode: bool) -> list[int]:
+        """As `resolve`, but sequence numbers beyond EXISTS just match nothing (for SEARCH keys)."""
+        if uid_mode:
+            return self._resolve_uids(ranges)
+        count = len(self.uids)
+        chosen: set[int] = set()
+        for first, last in ranges:
+            low, high = sorted((first or count, last or count))
+            chosen.update(self.uids[max(low, 1) - 1 : min(high, count)])
+        return sorted(chosen)
+
+    def _resolve_seqs(self, ranges: SequenceSet) -> list[int]:
+        count = len(self.uids)
+        chosen: set[int] = set()
+        for first, last in ranges:
+            low, high = sorted((first or count, last or count))
+            if high > count or low < 1:
+                # RFC 9051 §6.4.5: a sequence number beyond EXISTS is invalid: BAD.
+                raise Bad("invalid message sequence number" if count else "mailbox is empty")
+            chosen.update(self.uids[low - 1 : high])
+        return sorted(chosen)
+
+    def _resolve_uids(self, ranges: SequenceSet) -> list[int]:
+        if not self.uids:
+            return []
+        largest = self.uids[-1]
+        chosen: set[int] = set()
+        for first, last in ranges:
+            low, high = sorted((first or largest, last or largest))
+            start, stop = bisect.bisect_left(self.uids, low), bisect.bisect_right(self.uids, high)
+            chosen.update(self.uids[start:stop])
+        return sorted(chosen)
+
+    def forget(self, session: Session, expunged: list[int]) -> None:
+        """Remove expunged UIDs and say so: EXPUNGE per message, or VANISHED with QRESYNC (RFC 7162 §3.2.10)."""
+        gone = [uid for uid in expunged if self.seq_of(uid) is not None]
+        if not gone:
+            return
+        if "QRESYNC" in session.enabled:
+            session.untagged(f"VANISHED {wire.sequence_set(gone)}")
+            gone_set = set(gone)
+            self.uids = [uid for uid in self.uids if uid not in gone_set]
+            return
+        for uid in reversed(gone):  # highest first, so every number sent is still valid
+            seq = self.seq_of(uid)
+            assert seq is not None
+            del self.uids[seq - 1]
+            session.untagged(f"{seq} EXPUNGE")
+
+    # Changes made elsewhere ------------------------------------------------------------
+
+    async def report_changes(self, session: Session, allow_expunge: bool, poll: bool = False) -> bool:
+        """Tell the client what changed since it last heard; `poll` re-reads even without an event."""
+        events = [e for e in self.subscription.pending() if not self._is_own(e)]
+        if not events and not poll and not (allow_expunge and self.deferred_expunges):
+            return False
+        info = await aio.run(store.folder_info, self.ref)
+        if info.highestmodseq == self.highestmodseq and not (allow_expunge and self.deferred_expunges):
+            return False
+        current = await aio.run(store.uids, self.ref)
+        changed = await aio.run(store.fetch, self.ref, None, self.highestmodseq, False)
+        last_known = self.uids[-1] if self.uids else 0
+        self._report_expunges(session, current, allow_expunge)
+        self._report_new(session, current)
+        self._report_flags(session, [m for m in changed if m.uid <= last_known])
+        self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
+        self.own_changes.clear()
+        return True
+
+    def _is_own(self, event: store.MailboxEvent) -> bool:
+        """This session's own STORE or EXPUNGE, already answered: no re-read needed for it."""
+        if len(self.own_changes) > MAX_OWN_CHANGES:
+            return False
+        if event.kind == "flags":
+            return all(self.own_changes.get(uid) == event.modseq for uid in event.uids)
+        if event.kind == "expunge":
+            return all(self.seq_of(uid) is None for uid in event.uids) and not self.deferred_expunges
+        return False
+
+    def _report_expunges(self, session: Session, current: list[int], allowed: bool) -> None:
+        present = set(current)
+        gone = [uid for uid in self.uids if uid not in present]
+        self.deferred_expunges = bool(gone) and not allowed
+        if gone and allowed:
+            self.forget(session, gone)
+
+    def _report_new(self, session: Session, current: list[int]) -> None:
+        last = self.uids[-1] if self.uids else 0
+        new = [uid for uid in current if uid > last]
+        if new:
+            self.uids.extend(new)
+            session.untagged(f"{len(self.uids)} EXISTS")
+
+    def _report_flags(self, session: Session, changed: list[store.MessageInfo]) -> None:
+        condstore = "CONDSTORE" in session.enabled or "QRESYNC" in session.enabled
+        for message in changed:
+            seq = self.seq_of(message.uid)
+            if seq is None or self.own_changes.get(message.uid) == message.modseq:
+                continue
+            items = f"UID {message.uid} FLAGS ({' '.join(message.flags)})"
+            if condstore:
+                items += f" MODSEQ ({message.modseq})"
+            session.untagged(f"{seq} FETCH ({items})")
