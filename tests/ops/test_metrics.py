@@ -156,3 +156,27 @@ def test_metrics_served_by_the_web_process_count_connections_made_to_runmail(cli
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)
     assert value(scrape(client), "mail_connections_total", protocol="smtp") - before == 2
+
+
+def test_pop3_connections_and_failed_logins_are_counted(client, open_metrics, alice):
+    import poplib
+
+    from mailcore.auth import throttle
+    from tests.pop3.conftest import ServerThread
+
+    server = ServerThread().start()
+    try:
+        before = scrape(client)
+        connection = poplib.POP3("127.0.0.1", server.port, timeout=10)
+        connection.user("alice@example.test")
+        with pytest.raises(poplib.error_proto, match=r"^b'-ERR \[AUTH\] invalid login or password'"):
+            connection.pass_("wrong-password")
+        connection.quit()
+        after = scrape(client)
+    finally:
+        server.stop()
+        throttle.reset("127.0.0.1")
+    assert value(after, "mail_connections_total", protocol="pop3") - value(before, "mail_connections_total",
+                                                                           protocol="pop3") == 1
+    assert value(after, "mail_auth_failures_total", protocol="pop3") - value(before, "mail_auth_failures_total",
+                                                                             protocol="pop3") == 1
