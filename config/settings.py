@@ -5,6 +5,7 @@ settings through mailcore.conf only.
 """
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -190,13 +191,21 @@ MAIL_OUTBOUND_PORT = env.int("MAIL_OUTBOUND_PORT", default=25)
 MAIL_ALLOW_PRIVATE_MX = env.bool("MAIL_ALLOW_PRIVATE_MX", default=False)
 MAIL_OUTBOUND_TLS = env("MAIL_OUTBOUND_TLS", default="opportunistic")
 
+# One log format for every process (web, runmail, Celery): plain lines, or LOG_FORMAT=json for JSON lines.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "mailcore.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # aiosmtpd's own "mail.log" repeats per command what mailcore.smtp logs once per transaction.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "mail.log": {"level": "WARNING"}},
 }
 
 # --- Outbound delivery (issue 4): DNS, queue, retries, bounces, DKIM ---
@@ -234,3 +243,17 @@ MAIL_IMAP_MAX_LITERAL = env.int("MAIL_IMAP_MAX_LITERAL", default=65_536)  # non-
 MAIL_IMAP_IDLE_TIMEOUT = env.int("MAIL_IMAP_IDLE_TIMEOUT", default=1800)  # RFC 9051 §5.4: at least 30 minutes
 MAIL_IMAP_COMMANDS_PER_SECOND = env.int("MAIL_IMAP_COMMANDS_PER_SECOND", default=500)
 MAIL_IMAP_POLL_SECONDS = env.float("MAIL_IMAP_POLL_SECONDS", default=1.0)  # IDLE re-reads folder state this often
+
+# --- Operations (issue 8): MTA-STS policy, metrics, log format ---
+MAIL_MTA_STS_MODE = env("MAIL_MTA_STS_MODE", default="testing")  # RFC 8461 §5: testing, enforce or none
+MAIL_MTA_STS_MAX_AGE = env.int("MAIL_MTA_STS_MAX_AGE", default=604_800)  # seconds senders may cache the policy
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Celery workers log through LOGGING too, in the same format
+# Prometheus: every process (web, runmail, Celery workers) writes its counters into files in this
+# directory and /metrics sums them (prometheus_client multiprocess mode). Processes that should be
+# counted together must share it; settings exports it so prometheus_client sees it before it loads.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics"))
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+MAIL_METRICS_TOKEN = env("MAIL_METRICS_TOKEN", default="")  # /metrics with "Authorization: Bearer TOKEN"
+MAIL_METRICS_ALLOW = env.list("MAIL_METRICS_ALLOW", default=[])  # client IPs/CIDRs let in without the token
+SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network by Prometheus

@@ -3,9 +3,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.health import healthz
+from config.observability import metrics_view
+from mailcore.admin import dashboard_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="mail_dashboard"),
     path("admin/", admin.site.urls),
     path("", include("webmail.urls")),
 ]

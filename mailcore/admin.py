@@ -6,21 +6,55 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
-from mailcore import directory
+from mailcore import dashboard, directory, dnssetup
 from mailcore.models import Account, Alias, AliasTarget, Domain, Mailbox, Message
 
 
 @admin.register(Domain)
 class DomainAdmin(admin.ModelAdmin):
-    list_display = ("name", "active", "account_count", "created_at")
+    list_display = ("name", "active", "account_count", "created_at", "dns_link")
     search_fields = ("name",)
     list_filter = ("active",)
+    change_form_template = "admin/mailcore/domain/change_form.html"
 
     @admin.display(description="accounts")
     def account_count(self, obj: Domain) -> int:
         return obj.accounts.count()
+
+    @admin.display(description="DNS")
+    def dns_link(self, obj: Domain) -> str:
+        return format_html('<a href="{}">DNS set-up</a>', reverse("admin:mailcore_domain_dns", args=[obj.pk]))
+
+    def get_urls(self) -> list[URLPattern]:
+        dns_page = path("<int:object_id>/dns/", self.admin_site.admin_view(self.dns_view), name="mailcore_domain_dns")
+        return [dns_page, *super().get_urls()]
+
+    def dns_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """The records to publish; POST ("check now") resolves each live and compares."""
+        domain = get_object_or_404(Domain, pk=object_id)
+        if not self.has_view_permission(request, domain):
+            return HttpResponse(status=403)
+        records = dnssetup.expected_records(domain.name)
+        checked = request.method == "POST"
+        results = dnssetup.check_records(domain.name) if checked else [dnssetup.CheckResult(r, "") for r in records]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": domain,
+            "title": f"DNS set-up for {domain}",
+            "results": results,
+            "checked": checked,
+            "zone": dnssetup.zone_text(records),
+            "has_dkim": any(r.rtype == "TXT" and "._domainkey." in r.name for r in records),
+            "policy": dnssetup.mta_sts_policy(domain.name),
+        }
+        return TemplateResponse(request, "admin/mailcore/domain/dns.html", context)
 
 
 class AccountAddForm(forms.ModelForm):
@@ -161,3 +195,16 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    """Mail in and out per hour and the outbound queue over the last day (charts drawn by static JS)."""
+    figures = dashboard.traffic()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Mail dashboard",
+        "chart_data": {"labels": figures.labels, "received": figures.received, "sent": figures.sent,
+                       "queue": figures.queue},
+        "totals": {"received": sum(figures.received), "sent": sum(figures.sent), "queue": figures.queue[-1]},
+    }
+    return TemplateResponse(request, "admin/mailcore/dashboard.html", context)

@@ -164,5 +164,28 @@ class MailConf:
     def imap_poll_seconds(self) -> float:
         return float(settings.MAIL_IMAP_POLL_SECONDS)
 
+    # --- operations (issue 8) ---
+
+    @property
+    def mta_sts_mode(self) -> str:
+        """RFC 8461 §5 policy mode published at mta-sts.DOMAIN: testing, enforce or none."""
+        mode = str(settings.MAIL_MTA_STS_MODE).lower()
+        return mode if mode in ("testing", "enforce", "none") else "testing"
+
+    @property
+    def mta_sts_max_age(self) -> int:
+        """Seconds a sender may cache the MTA-STS policy (RFC 8461 §3.2 max_age)."""
+        return int(settings.MAIL_MTA_STS_MAX_AGE)
+
+    @property
+    def metrics_token(self) -> str:
+        """The bearer token /metrics accepts (MAIL_METRICS_TOKEN); empty: none."""
+        return str(settings.MAIL_METRICS_TOKEN)
+
+    @property
+    def metrics_allow(self) -> list[str]:
+        """Client addresses or networks (CIDR) /metrics answers without the token (MAIL_METRICS_ALLOW)."""
+        return [str(entry).strip() for entry in settings.MAIL_METRICS_ALLOW if str(entry).strip()]
+
 
 conf = MailConf()

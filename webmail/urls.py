@@ -1,6 +1,7 @@
 """Webmail URLs. Folder ids and UIDs in URLs are always checked against the signed-in account."""
 from django.urls import path
 
+from webmail import autoconfig
 from webmail.views import auth, compose, folders, mailbox, message, preferences, search
 
 app_name = "webmail"
@@ -28,3 +29,6 @@ urlpatterns = [
     path("mail/<int:folder_id>/<int:uid>/forward/", compose.forward_view, name="forward"),
     path("settings/", preferences.settings_view, name="settings"),
 ]
+
+# Client autoconfiguration (Thunderbird, Outlook, Apple): webmail/autoconfig.py
+urlpatterns += autoconfig.urlpatterns

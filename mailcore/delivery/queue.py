@@ -67,3 +67,17 @@ def _wake(message_id: int) -> None:
 def referenced_blobs() -> set[str]:
     """Blobs the queue still needs (for orphan collection)."""
     return set(OutboundMessage.objects.values_list("blob", flat=True))
+
+
+WAITING_STATES = (OutboundRecipient.QUEUED, OutboundRecipient.DEFERRED, OutboundRecipient.SENDING)
+
+
+def queue_snapshot() -> tuple[dict[str, int], float]:
+    """Waiting recipients per state (every waiting state present, 0 when empty), and the oldest one's age in seconds."""
+    from django.db.models import Count, Min
+
+    waiting = OutboundRecipient.objects.filter(state__in=WAITING_STATES)
+    counts = dict.fromkeys(WAITING_STATES, 0)
+    counts.update({row["state"]: row["n"] for row in waiting.values("state").annotate(n=Count("id"))})
+    oldest = waiting.aggregate(oldest=Min("message__created_at"))["oldest"]
+    return counts, (timezone.now() - oldest).total_seconds() if oldest else 0.0

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from django.utils import timezone
 
 from mailcore import dns as maildns
-from mailcore import store
+from mailcore import logs, metrics, store
 from mailcore.conf import conf
 from mailcore.delivery import claims, dkim, dsn
 from mailcore.delivery.client import Connection
@@ -137,8 +137,7 @@ class Run:
         for row in rows:
             outcome = outcomes[row.address]
             state = claims.record(row, outcome, self.owner)
-            log.info("outbound #%s to <%s>: %s (%s) via %s",
-                     message.pk, row.address, state, outcome.reply, outcome.host or "-")
+            _account_for(message, row, state, outcome)
             if state == R.DELIVERED:
                 self.delivered += 1
             elif state in (R.BOUNCED, R.EXPIRED):
@@ -149,6 +148,16 @@ class Run:
         if delayed:
             dsn.notify_sender(message, delayed, dsn.DELAYED)
             claims.mark_delay_notified(delayed)
+
+
+def _account_for(message: OutboundMessage, row: OutboundRecipient, state: str, outcome: Outcome) -> None:
+    """One log line and one count per delivery attempt per recipient; latency when it was delivered."""
+    latency = (timezone.now() - message.created_at).total_seconds() if state == R.DELIVERED else None
+    metrics.delivery_attempt(state, latency)
+    logs.event(
+        log, "delivery.attempt", queue=message.pk, sender=message.sender, recipient=row.address, result=state,
+        reply=outcome.reply, host=outcome.host or "-", attempt=row.attempts,
+    )
 
 
 def open_connection(domain: str) -> Connection:

@@ -5,7 +5,7 @@ import asyncio
 import ipaddress
 import logging
 
-from mailcore import store
+from mailcore import metrics, store
 from mailcore.auth import AuthenticatedUser, check_login, throttle
 from mailcore.auth.sasl import SaslError, decode_base64_response, decode_plain
 from mailcore.pop3.errors import AUTH, IN_USE, Pop3Error
@@ -139,6 +139,7 @@ class AuthorizationCommands(SessionBase):
             await self.open_maildrop(user)
 
     async def login_failed(self, login: str) -> None:
+        metrics.auth_failure("pop3")
         await aio.run(throttle.record_failure, self.peer_ip)
         await asyncio.sleep(await aio.run(throttle.delay_for, self.peer_ip))
         self.failed_logins += 1

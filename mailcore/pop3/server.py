@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import ssl
 
+from mailcore import metrics
 from mailcore.pop3.session import READ_LIMIT
 from mailcore.pop3.transaction import TransactionCommands
 
@@ -19,6 +20,7 @@ async def serve(host: str, port: int, tls_context: ssl.SSLContext, implicit_tls:
     """Start a POP3 listener; RFC 8314 §3.3 implicit TLS when `implicit_tls`, else STLS (RFC 2595 §4)."""
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        metrics.connection("pop3")
         with contextlib.suppress(asyncio.CancelledError):  # shutdown: the session has cleaned up already
             await Pop3Session(reader, writer, tls_context, implicit_tls).run()
 

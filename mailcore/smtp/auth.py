@@ -12,6 +12,7 @@ import binascii
 import logging
 from typing import TYPE_CHECKING
 
+from mailcore import metrics
 from mailcore.auth import AuthenticatedUser, check_login, throttle
 from mailcore.smtp.replies import SMTPError
 from mailcore.store import aio
@@ -50,6 +51,7 @@ async def authenticate(server: SMTPServer, arg: str) -> AuthenticatedUser:
         await asyncio.sleep(delay)  # each recent failure from this IP slows the answer
     user = await aio.run(check_login, login, password) if login else None
     if user is None:
+        metrics.auth_failure("submission")
         failures = await aio.run(throttle.record_failure, session.ip)
         log.info("session %s peer %s: AUTH %s failed (%d recent failures)", session.id, session.ip, mechanism, failures)
         raise SMTPError(INVALID)

@@ -86,7 +86,7 @@ class BaseHandler:
         await self.check_sender(session, sender)
         envelope.mail_from = sender or NULL_SENDER
         envelope.mail_options.extend(options)
-        log.info("session %s peer %s: MAIL FROM <%s>", session.id, session.ip, sanitize(sender))
+        log.debug("session %s peer %s: MAIL FROM <%s>", session.id, session.ip, sanitize(sender))
         return "250 2.1.0 Sender OK"
 
     async def check_sender(self, session: MailSession, sender: str) -> None:
@@ -102,7 +102,7 @@ class BaseHandler:
         accepted = await aio.run(check_recipient, address, self.relay_allowed, _size_hint(envelope.mail_options))
         envelope.rcpt_tos.append(accepted.address)
         envelope.rcpt_options.extend(options)
-        log.info("session %s peer %s: RCPT TO <%s>", session.id, session.ip, sanitize(accepted.address))
+        log.debug("session %s peer %s: RCPT TO <%s>", session.id, session.ip, sanitize(accepted.address))
         return "250 2.1.5 Recipient OK"
 
     @staticmethod
@@ -130,7 +130,7 @@ class MXHandler(BaseHandler):
         except store.StorageFailure:
             log.exception("session %s peer %s: storing failed", session.id, session.ip)
             raise SMTPError("451 4.3.0 Could not store the message; try again later") from None
-        log.info("session %s peer %s: delivered %d octets", session.id, session.ip, len(content))
+        # The transaction's one INFO line (sender, recipients, reply) comes from the session: smtp.transaction.
         return f"250 2.0.0 Message accepted for delivery ({session.id})"
 
 
@@ -158,4 +158,5 @@ class SubmissionHandler(BaseHandler):
         except store.StorageFailure:
             log.exception("session %s peer %s: storing failed", session.id, session.ip)
             raise SMTPError("451 4.3.0 Could not store the message; try again later") from None
+        session.queue_id = str(result.queue_id or "")
         return f"250 2.0.0 Message accepted ({len(result.delivered)} delivered, {len(result.queued)} queued)"

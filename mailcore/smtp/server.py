@@ -17,6 +17,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session, TLSSetupException
 
+from mailcore import logs, metrics
 from mailcore.auth import AuthenticatedUser
 from mailcore.conf import conf
 from mailcore.smtp.replies import SMTPError, is_bad_command, with_enhanced_code
@@ -65,6 +66,7 @@ class MailSession(Session):
         self.id = secrets.token_hex(6)
         self.user: AuthenticatedUser | None = None
         self.tls = False
+        self.queue_id = ""  # set by the DATA handler: the outbound queue id, or this session's id for MX
 
     @property
     def ip(self) -> str:
@@ -170,6 +172,7 @@ class SMTPServer(SMTP):
     async def _handle_client(self) -> None:
         session = self.mail_session
         log.info("session %s peer %s: connected (%s)", session.id, session.ip, self.listener.role)
+        metrics.connection("submission" if self.listener.is_submission else "smtp")
         # RFC 5321 §4.3.1 greeting; RFC 2034 §3: no enhanced code on it.
         await self.push_raw(f"220 {self.hostname} ESMTP ready")
         while self.transport is not None:
@@ -315,9 +318,26 @@ class SMTPServer(SMTP):
             content = await self._read_data()
             self.envelope.content = self.envelope.original_content = content
             status = await self._call_handler_hook("DATA")
+            self._transaction_done(status)
+        except SMTPError as err:
+            self._transaction_done(err.reply)
+            raise
         finally:
             self._set_post_data_state()
         await self.push(status)
+
+    def _transaction_done(self, reply: str) -> None:
+        """One log line and one count per transaction that reached the end of DATA, whatever the result."""
+        assert self.envelope is not None
+        session, code = self.mail_session, int(reply[:3]) if reply[:3].isdigit() else 0
+        metrics.smtp_transaction(self.listener.role, code)
+        sender = "" if self.envelope.mail_from == "<>" else str(self.envelope.mail_from or "")
+        logs.event(
+            log, "smtp.transaction", session=session.id, peer=session.ip, listener=self.listener.role,
+            queue=session.queue_id or session.id, sender=sender, recipients=list(self.envelope.rcpt_tos),
+            size=len(self.envelope.original_content or b""), result=metrics.reply_result(code), reply=reply,
+        )
+        session.queue_id = ""
 
     async def _read_data(self) -> bytes:
         """The message up to `<CRLF>.<CRLF>`, un-dot-stuffed (RFC 5321 §4.5.2).

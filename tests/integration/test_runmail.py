@@ -1,6 +1,7 @@
 """runmail as a real process: it starts, says it is ready, makes its TLS certificate, stops on SIGTERM."""
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,8 +13,17 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_runmail_starts_and_stops_cleanly_on_sigterm(tmp_path):
     env = {**os.environ, "MAIL_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    # Ports chosen by the OS: the defaults may be taken by a runmail already running on this machine.
+    for name in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S"):
+        env[f"MAIL_{name}_PORT"] = str(free_port())
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
         env.pop(name, None)
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env=env, check=True)
