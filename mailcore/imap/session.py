@@ -15,7 +15,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from mailcore import store
+from mailcore import metrics, store
 from mailcore.auth import AuthenticatedUser
 from mailcore.conf import conf
 from mailcore.imap.errors import Bad, Bye, No, ProtocolError
@@ -332,6 +332,7 @@ async def serve(host: str, port: int, context: ssl.SSLContext, implicit_tls: boo
     """Start one IMAP listener (runmail's ListenerSpec.serve)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        metrics.connection("imap")
         session = Session(reader, writer, tls_active=implicit_tls, context=context)
         with contextlib.suppress(asyncio.CancelledError):  # the listener is shutting down
             await session.run()

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailcore.delivery import queue, worker
+from tests.imap.conftest import imap_server  # noqa: F401 - a fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE = (
@@ -180,3 +181,16 @@ def test_pop3_connections_and_failed_logins_are_counted(client, open_metrics, al
                                                                            protocol="pop3") == 1
     assert value(after, "mail_auth_failures_total", protocol="pop3") - value(before, "mail_auth_failures_total",
                                                                              protocol="pop3") == 1
+
+
+def test_imap_connections_and_failed_logins_are_counted(client, open_metrics, imap_server, alice):  # noqa: F811
+    import imaplib
+
+    before = scrape(client)
+    connection = imaplib.IMAP4("127.0.0.1", imap_server.port, timeout=10)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[AUTHENTICATIONFAILED\] invalid login or password"):
+        connection.login("alice@example.test", "wrong-password")
+    connection.logout()
+    after = scrape(client)
+    for name in ("mail_connections_total", "mail_auth_failures_total"):
+        assert value(after, name, protocol="imap") - value(before, name, protocol="imap") == 1

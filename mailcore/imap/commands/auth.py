@@ -5,6 +5,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from mailcore import metrics
 from mailcore.auth import check_login, sasl, throttle
 from mailcore.imap.errors import Bad, No
 from mailcore.imap.parser import Parser
@@ -85,6 +86,7 @@ async def _login(s: Session, login: str, password: str, how: str) -> str:
     user = await aio.run(check_login, login, password)
     if user is None:
         await aio.run(throttle.record_failure, s.peer)
+        metrics.auth_failure("imap")
         log.info("%s %s failed for %s from %s", s.id, how, clean(login), s.peer)
         raise No("invalid login or password", "AUTHENTICATIONFAILED")
     s.user, s.state = user, AUTHENTICATED
