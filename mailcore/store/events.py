@@ -136,9 +136,12 @@ class EventHub:
             async for message in pubsub.listen():
                 if message.get("type") == "pmessage":
                     self.dispatch_local(MailboxEvent.from_json(message["data"]))
-        finally:
+        except GeneratorExit:
+            raise  # closed with its event loop already gone: nothing can be awaited any more
+        except BaseException:  # cancelled (runmail stopping) or Redis failed: close the connections
             await pubsub.aclose()
             await client.aclose()
+            raise
 
 
 hub = EventHub()
