@@ -9,10 +9,13 @@ A lease that expires (a killed worker) makes its rows due again.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import ParamSpec, TypeVar
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -20,6 +23,9 @@ from mailcore.conf import conf
 from mailcore.delivery.outcome import DELIVERED, PERMANENT, Outcome
 from mailcore.models import OutboundMessage, OutboundRecipient
 
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 R = OutboundRecipient
 # Longer than the slowest transaction we allow (connect + every reply at MAIL_SMTP_CLIENT_TIMEOUT).
 LEASE_SECONDS = 15 * 60
@@ -90,6 +96,28 @@ def needs_delay_warning(row: OutboundRecipient, now: dt.datetime) -> bool:
     return (now - row.message.created_at).total_seconds() >= conf.delay_warning
 
 
+def reconnecting(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run `fn` again on a fresh database connection when the first one was dropped.
+
+    A result arrives after the receiver's reply: losing it to a dropped
+    connection (database restart, failover, idle kill) would leave the row
+    leased and the mail sent twice after the lease expires. Only outside a
+    transaction, and once: these writes are idempotent (guarded by the lease).
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (InterfaceError, OperationalError) as err:
+            if connection.in_atomic_block:
+                raise
+            log.warning("database connection lost in %s (%s); retrying on a new one", fn.__name__, err)
+            connection.close()
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@reconnecting
 def record(row: OutboundRecipient, outcome: Outcome, owner: str) -> str:
     """Store one attempt's outcome; return the row's new state. Only the lease holder may write."""
     now = timezone.now()
@@ -112,6 +140,7 @@ def record(row: OutboundRecipient, outcome: Outcome, owner: str) -> str:
     return str(fields["state"]) if updated else R.SENDING
 
 
+@reconnecting
 def mark_delay_notified(rows: Iterable[OutboundRecipient]) -> None:
     R.objects.filter(pk__in=[r.pk for r in rows]).update(delay_notified=True)
 
