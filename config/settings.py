@@ -226,6 +226,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 # A separate queue name lets installations (or test runs) share one Redis broker.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Celery's Django fixup closes the database connection around every task unless this is set; a new
+# PostgreSQL session per message was the Celery mode's largest cost. mailcore.tasks checks the kept
+# connection (CONN_MAX_AGE, CONN_HEALTH_CHECKS) at the start of each task instead.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 
 
 # --- SMTP (issue 3): MX and submission policy ---

@@ -54,6 +54,7 @@ class Connection:
         self.address = address
         self.transactions = 0
         self.broken = False
+        self.reused = False  # taken from the pool: the server may have closed it meanwhile
 
     @classmethod
     def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None) -> Connection:

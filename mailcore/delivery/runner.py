@@ -17,7 +17,7 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from mailcore.conf import conf
-from mailcore.delivery import claims, worker
+from mailcore.delivery import claims, pool, worker
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ async def delivery_runner() -> None:
     finally:
         _poke = None
         executor.shutdown(wait=False, cancel_futures=True)
+        pool.close_idle(0)
 
 
 async def _deliver_until_idle(loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> None:
