@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 from django.db import close_old_connections, connection
 
-from mailcore.delivery import claims, worker
+from mailcore.delivery import claims, operator, worker
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +32,9 @@ def sweep_queue() -> int:
     if ids:
         log.info("sweep woke %d outbound message(s)", len(ids))
     return len(ids)
+
+
+@shared_task(name="mailcore.tasks.purge_queue", ignore_result=True)
+def purge_queue() -> int:
+    """Beat, hourly: delete finished queue rows older than MAIL_QUEUE_RETENTION."""
+    return operator.purge_finished()
