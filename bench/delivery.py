@@ -174,7 +174,23 @@ def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
         for process in workers:
             process.terminate()
             process.wait(30)
+        if mode == "celery":
+            delete_queue(env["CELERY_BROKER_URL"], env["CELERY_TASK_DEFAULT_QUEUE"])
     return json.loads(output.strip().splitlines()[-1])
+
+
+def delete_queue(broker: str, name: str) -> None:
+    """Leave nothing of this run in a broker shared with others: its queue (with any messages) and bindings.
+
+    Exact key names only (kombu's Redis layout), never a pattern or a flush.
+    """
+    import redis
+
+    client = redis.Redis.from_url(broker)
+    try:
+        client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+    finally:
+        client.close()
 
 
 def psql(sql: str) -> bool:
