@@ -5,7 +5,10 @@ is one aiosmtpd receiver on loopback. Modes: the embedded in-process runner
 (SQLite, MAIL_DELIVERY_WORKERS=4) and, when CELERY_BROKER_URL is set and
 PostgreSQL is reachable, 4 Celery worker processes. The baseline in the same
 run is the receiver's own ceiling: 4 smtplib clients, one connection each,
-sending straight to it. Prints one JSON document.
+sending straight to it. Each mode is measured twice: the pipeline (4 submitters
+enqueue, fsynced, while delivery runs; to the last 250) and the backlog (as many
+messages again queued with no wake-up, then one sweep: delivery alone).
+Prints one JSON document.
 Usage: python bench/delivery.py [--messages N]   (the issue's full run: --messages 2000)
 """
 from __future__ import annotations
@@ -73,10 +76,22 @@ def child(total: int, mode: str) -> dict[str, float]:
 
     call_command("migrate", verbosity=0)
 
-    def enqueue_all() -> None:
-        for n in range(total):
-            queue.enqueue(message(n), "alice@example.test", [recipient(n)])
-        connections.close_all()
+    def enqueue_share(start: int, offset: int = 0) -> None:
+        try:
+            for n in range(offset + start, offset + total, WORKERS):
+                queue.enqueue(message(n), "alice@example.test", [recipient(n)])
+        finally:
+            connections.close_all()
+
+    def enqueue_all(offset: int = 0) -> None:
+        """WORKERS submitters at once, as the ceiling has WORKERS clients (each enqueue is fsynced)."""
+        threads = [threading.Thread(target=enqueue_share, args=(i, offset)) for i in range(WORKERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    timing: dict[str, float] = {}
 
     def delivered() -> int:
         return OutboundRecipient.objects.filter(state="delivered").count()
@@ -85,6 +100,7 @@ def child(total: int, mode: str) -> dict[str, float]:
         job = asyncio.create_task(runner.delivery_runner())
         started = time.perf_counter()
         await asyncio.to_thread(enqueue_all)
+        timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
         while await asyncio.to_thread(delivered) < total and time.perf_counter() - started < TIME_LIMIT:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
@@ -97,11 +113,50 @@ def child(total: int, mode: str) -> dict[str, float]:
     else:
         started = time.perf_counter()
         enqueue_all()
+        timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
         while delivered() < total and time.perf_counter() - started < TIME_LIMIT:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
     done = delivered()
-    return {"messages_per_second": round(done / elapsed, 1), "delivered": done, "seconds": round(elapsed, 2)}
+    result = {"messages_per_second": round(done / elapsed, 1), "delivered": done, "seconds": round(elapsed, 2),
+              **timing}
+    result["backlog_messages_per_second"] = backlog(total, mode, enqueue_all, delivered)
+    return result
+
+
+def backlog(total: int, mode: str, enqueue_all, delivered) -> float:  # type: ignore[no-untyped-def]
+    """Delivery alone: `total` more messages queued with no wake-up, then one sweep; rate to the last 250."""
+    import asyncio
+
+    from mailcore.delivery import queue, runner
+    from mailcore.tasks import sweep_queue
+
+    hooks, queue._wake_hooks[:] = list(queue._wake_hooks), []
+    try:
+        enqueue_all(offset=total)
+    finally:
+        queue._wake_hooks[:] = hooks
+    goal = 2 * total
+
+    async def embedded() -> float:
+        started = time.perf_counter()
+        job = asyncio.create_task(runner.delivery_runner())
+        while await asyncio.to_thread(delivered) < goal and time.perf_counter() - started < TIME_LIMIT:
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+        return elapsed
+
+    if mode == "embedded":
+        elapsed = asyncio.run(embedded())
+    else:
+        started = time.perf_counter()
+        sweep_queue()
+        while delivered() < goal and time.perf_counter() - started < TIME_LIMIT:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    return round((delivered() - total) / elapsed, 1)
 
 
 def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
@@ -119,7 +174,23 @@ def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
         for process in workers:
             process.terminate()
             process.wait(30)
+        if mode == "celery":
+            delete_queue(env["CELERY_BROKER_URL"], env["CELERY_TASK_DEFAULT_QUEUE"])
     return json.loads(output.strip().splitlines()[-1])
+
+
+def delete_queue(broker: str, name: str) -> None:
+    """Leave nothing of this run in a broker shared with others: its queue (with any messages) and bindings.
+
+    Exact key names only (kombu's Redis layout), never a pattern or a flush.
+    """
+    import redis
+
+    client = redis.Redis.from_url(broker)
+    try:
+        client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+    finally:
+        client.close()
 
 
 def psql(sql: str) -> bool:
@@ -174,7 +245,10 @@ def main() -> None:
     ceiling_rate = float(report["baseline_receiver_ceiling"])  # type: ignore[arg-type]
     for mode in ("embedded_sqlite", "celery_postgresql"):
         if mode in report:
-            report[f"{mode}_vs_ceiling"] = round(report[mode]["messages_per_second"] / ceiling_rate, 3)  # type: ignore[index]
+            figures = report[mode]
+            report[f"{mode}_vs_ceiling"] = round(figures["messages_per_second"] / ceiling_rate, 3)  # type: ignore[index]
+            report[f"{mode}_backlog_vs_ceiling"] = round(  # delivery alone, enqueue excluded
+                figures["backlog_messages_per_second"] / ceiling_rate, 3)  # type: ignore[index]
     print(json.dumps(report, indent=2))
 
 

@@ -221,11 +221,17 @@ MAIL_RELAY_PORT = env.int("MAIL_RELAY_PORT", default=587)
 MAIL_RELAY_USER = env("MAIL_RELAY_USER", default="")
 MAIL_RELAY_PASSWORD = env("MAIL_RELAY_PASSWORD", default="")
 MAIL_DKIM_SELECTOR = env("MAIL_DKIM_SELECTOR", default="mail")
+MAIL_QUEUE_RETENTION = env.int("MAIL_QUEUE_RETENTION", default=7 * 24 * 3600)  # seconds finished rows stay; 0 keeps
 CELERY_BEAT_SCHEDULE = {
     "outbound-sweep": {"task": "mailcore.tasks.sweep_queue", "schedule": 60.0},
+    "outbound-purge": {"task": "mailcore.tasks.purge_queue", "schedule": 3600.0},
 }
 # A separate queue name lets installations (or test runs) share one Redis broker.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Celery's Django fixup closes the database connection around every task unless this is set; a new
+# PostgreSQL session per message was the Celery mode's largest cost. mailcore.tasks checks the kept
+# connection (CONN_MAX_AGE, CONN_HEALTH_CHECKS) at the start of each task instead.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 
 
 # --- SMTP (issue 3): MX and submission policy ---

@@ -13,7 +13,17 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from mailcore import dashboard, directory, dnssetup
-from mailcore.models import Account, Alias, AliasTarget, Domain, Mailbox, Message
+from mailcore.delivery import operator as delivery_operator
+from mailcore.models import (
+    Account,
+    Alias,
+    AliasTarget,
+    Domain,
+    Mailbox,
+    Message,
+    OutboundMessage,
+    OutboundRecipient,
+)
 
 
 @admin.register(Domain)
@@ -208,3 +218,62 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "totals": {"received": sum(figures.received), "sent": sum(figures.sent), "queue": figures.queue[-1]},
     }
     return TemplateResponse(request, "admin/mailcore/dashboard.html", context)
+
+
+# --- Outbound queue (issue 4): the queue page, with retry, bounce and delete ---
+
+
+class OutboundRecipientInline(admin.TabularInline):
+    """Each recipient's delivery history: attempts, the last remote reply and host, the next try."""
+
+    model = OutboundRecipient
+    extra = 0
+    can_delete = False
+    fields = ("address", "state", "attempts", "next_attempt_at", "mx_host", "last_reply", "lease_owner",
+              "updated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(admin.ModelAdmin):
+    """The outbound queue, like `manage.py mailq`; rows change only through the delivery code's actions."""
+
+    list_display = ("id", "sender_text", "size", "created_at", "recipient_states", "last_reply")
+    list_filter = ("recipients__state",)
+    search_fields = ("sender", "recipients__address")
+    date_hierarchy = "created_at"
+    inlines = [OutboundRecipientInline]
+    readonly_fields = ("sender", "size", "blob", "account", "smtputf8", "created_at")
+    actions = ["retry_now", "bounce_now", "delete_selected"]
+
+    @admin.display(description="sender")
+    def sender_text(self, obj: OutboundMessage) -> str:
+        return obj.sender or "<> (bounce)"
+
+    @admin.display(description="recipients")
+    def recipient_states(self, obj: OutboundMessage) -> str:
+        return ", ".join(f"{r.address} ({r.state}, {r.attempts})" for r in obj.recipients.all())
+
+    @admin.display(description="last reply")
+    def last_reply(self, obj: OutboundMessage) -> str:
+        replies = [r.last_reply for r in obj.recipients.all() if r.last_reply]
+        return replies[-1] if replies else "-"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OutboundMessage]:
+        return super().get_queryset(request).prefetch_related("recipients").distinct()
+
+    @admin.action(description="Retry the selected messages now", permissions=["change"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        count = delivery_operator.retry(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} waiting recipient(s) due now; a worker was woken.")
+
+    @admin.action(description="Bounce the selected messages (DSN to the sender)", permissions=["change"])
+    def bounce_now(self, request: HttpRequest, queryset: QuerySet[OutboundMessage]) -> None:
+        count = delivery_operator.bounce(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} recipient(s) bounced; the senders were notified.")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # mail enters the queue through submission and webmail only

@@ -187,5 +187,12 @@ class MailConf:
         """Client addresses or networks (CIDR) /metrics answers without the token (MAIL_METRICS_ALLOW)."""
         return [str(entry).strip() for entry in settings.MAIL_METRICS_ALLOW if str(entry).strip()]
 
+    # --- outbound delivery (issue 4), added later ---
+
+    @property
+    def queue_retention(self) -> float:
+        """Seconds finished queue rows (delivered, bounced, expired) are kept before the purge (0: forever)."""
+        return float(settings.MAIL_QUEUE_RETENTION)
+
 
 conf = MailConf()

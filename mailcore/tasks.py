@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import close_old_connections, connection
 
-from mailcore.delivery import claims, worker
+from mailcore.delivery import claims, operator, worker
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,8 @@ log = logging.getLogger(__name__)
 @shared_task(name="mailcore.tasks.deliver_message", ignore_result=True)
 def deliver_message(message_id: int) -> int:
     """Deliver what is due of one outbound message (and other due mail to the same domains)."""
+    if not connection.in_atomic_block:  # never under a caller's transaction (an eager call)
+        close_old_connections()  # the kept connection: past CONN_MAX_AGE or broken -> closed; else pinged first
     return worker.deliver_message(message_id)
 
 
@@ -29,3 +32,9 @@ def sweep_queue() -> int:
     if ids:
         log.info("sweep woke %d outbound message(s)", len(ids))
     return len(ids)
+
+
+@shared_task(name="mailcore.tasks.purge_queue", ignore_result=True)
+def purge_queue() -> int:
+    """Beat, hourly: delete finished queue rows older than MAIL_QUEUE_RETENTION."""
+    return operator.purge_finished()

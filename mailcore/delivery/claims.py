@@ -8,11 +8,15 @@ A lease that expires (a killed worker) makes its rows due again.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import ParamSpec, TypeVar
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -20,6 +24,9 @@ from mailcore.conf import conf
 from mailcore.delivery.outcome import DELIVERED, PERMANENT, Outcome
 from mailcore.models import OutboundMessage, OutboundRecipient
 
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 R = OutboundRecipient
 # Longer than the slowest transaction we allow (connect + every reply at MAIL_SMTP_CLIENT_TIMEOUT).
 LEASE_SECONDS = 15 * 60
@@ -34,11 +41,27 @@ def _due(now: dt.datetime) -> Q:
     return waiting | abandoned
 
 
+@contextlib.contextmanager
+def _bookkeeping() -> Iterator[None]:
+    """A transaction for lease and result writes, committed without waiting for the disk on PostgreSQL.
+
+    Only a database crash can lose such a commit, and losing one costs a
+    duplicate at worst, never a message: a lost claim makes the row due again,
+    a lost result after the receiver's 250 re-sends it (the window a killed
+    worker has anyway). Enqueueing, the promise to the sender, stays fully durable.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")  # this transaction only
+        yield
+
+
 def claim(owner: str, *, message_id: int | None = None, domain: str | None = None,
           limit: int = CLAIM_BATCH) -> list[OutboundRecipient]:
     """Lease up to `limit` due rows (of one message or one domain when given) to `owner`."""
     now = timezone.now()
-    with transaction.atomic():
+    with _bookkeeping():
         rows = R.objects.select_for_update(skip_locked=True).filter(_due(now))
         if message_id is not None:
             rows = rows.filter(message_id=message_id)
@@ -90,6 +113,28 @@ def needs_delay_warning(row: OutboundRecipient, now: dt.datetime) -> bool:
     return (now - row.message.created_at).total_seconds() >= conf.delay_warning
 
 
+def reconnecting(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run `fn` again on a fresh database connection when the first one was dropped.
+
+    A result arrives after the receiver's reply: losing it to a dropped
+    connection (database restart, failover, idle kill) would leave the row
+    leased and the mail sent twice after the lease expires. Only outside a
+    transaction, and once: these writes are idempotent (guarded by the lease).
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (InterfaceError, OperationalError) as err:
+            if connection.in_atomic_block:
+                raise
+            log.warning("database connection lost in %s (%s); retrying on a new one", fn.__name__, err)
+            connection.close()
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@reconnecting
 def record(row: OutboundRecipient, outcome: Outcome, owner: str) -> str:
     """Store one attempt's outcome; return the row's new state. Only the lease holder may write."""
     now = timezone.now()
@@ -106,12 +151,14 @@ def record(row: OutboundRecipient, outcome: Outcome, owner: str) -> str:
     else:
         fields["state"] = R.DEFERRED
         fields["next_attempt_at"] = now + dt.timedelta(seconds=retry_delay(row.attempts + 1))
-    updated = R.objects.filter(pk=row.pk, lease_owner=owner).update(**fields)
+    with _bookkeeping():
+        updated = R.objects.filter(pk=row.pk, lease_owner=owner).update(**fields)
     for name, value in fields.items():
         setattr(row, name, value)
     return str(fields["state"]) if updated else R.SENDING
 
 
+@reconnecting
 def mark_delay_notified(rows: Iterable[OutboundRecipient]) -> None:
     R.objects.filter(pk__in=[r.pk for r in rows]).update(delay_notified=True)
 

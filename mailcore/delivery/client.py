@@ -54,6 +54,7 @@ class Connection:
         self.address = address
         self.transactions = 0
         self.broken = False
+        self.reused = False  # taken from the pool: the server may have closed it meanwhile
 
     @classmethod
     def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None) -> Connection:
@@ -84,6 +85,12 @@ class Connection:
             self.broken = True
             self.close()
             raise temporary("4.4.2", f"connection to {self.host} lost: {err}", self.host) from err
+        except DeliveryError:
+            raise  # refused before MAIL (SIZE, SMTPUTF8): the session is still clean and reusable
+        except Exception:
+            self.broken = True  # stopped mid-transaction: never reuse (nor pool) this session
+            self.close()
+            raise
 
     def _transaction(self, sender: str, recipients: Sequence[str], data: bytes, smtputf8: bool) -> dict[str, Outcome]:
         smtp = self.smtp

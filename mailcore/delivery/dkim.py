@@ -62,10 +62,16 @@ def author_domain(data: bytes) -> str | None:
     return None
 
 
-def sign(data: bytes, envelope_sender: str) -> bytes:
-    """`data` with a DKIM-Signature prepended when the author's (or sender's) domain has a key."""
+def sign(data: bytes, envelope_sender: str, keys: dict[str, DkimKey | None] | None = None) -> bytes:
+    """`data` with a DKIM-Signature prepended when the author's (or sender's) domain has a key.
+
+    `keys` caches each domain's key for the caller (a delivery run), saving a query per message.
+    """
     domain = author_domain(data) or (envelope_sender.rpartition("@")[2].lower() or None)
-    key = signing_key(domain) if domain else None
+    keys = {} if keys is None else keys
+    if domain and domain not in keys:
+        keys[domain] = signing_key(domain)
+    key = keys.get(domain) if domain else None
     if key is None:
         return data
     fields = parse_fields(data[: split_header(data)[1]])

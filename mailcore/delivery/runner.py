@@ -17,11 +17,12 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from mailcore.conf import conf
-from mailcore.delivery import claims, worker
+from mailcore.delivery import claims, operator, pool, worker
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 60.0  # seconds; as the Celery beat sweep
+PURGE_INTERVAL = 3600.0  # seconds; as the Celery beat purge
 MIN_SLEEP = 0.2
 _poke: Callable[[], None] | None = None
 
@@ -44,14 +45,19 @@ async def delivery_runner() -> None:
     _poke = poke_loop
     executor = ThreadPoolExecutor(conf.delivery_workers, thread_name_prefix="delivery")
     log.info("in-process delivery runner started (%d workers)", conf.delivery_workers)
+    last_purge = float("-inf")
     try:
         while True:
             event.clear()
             await _deliver_until_idle(loop, executor)
+            if loop.time() - last_purge >= PURGE_INTERVAL:
+                last_purge = loop.time()
+                await loop.run_in_executor(executor, _purge_in_thread)
             await _sleep_until_due(loop, executor, event)
     finally:
         _poke = None
         executor.shutdown(wait=False, cancel_futures=True)
+        pool.close_idle(0)
 
 
 async def _deliver_until_idle(loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor) -> None:
@@ -72,6 +78,16 @@ def _deliver_due_in_thread(batch: int) -> int:
         return worker.deliver_due(batch)
     finally:
         connections.close_all()  # pool threads outlive the runner; leave no idle database session behind
+
+
+def _purge_in_thread() -> int:
+    try:
+        return operator.purge_finished()
+    except Exception:  # a failed purge only keeps old rows longer; delivery goes on
+        log.exception("queue purge failed")
+        return 0
+    finally:
+        connections.close_all()
 
 
 def _next_due_in_thread() -> dt.datetime | None:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from mailcore import dns as maildns
 from mailcore import logs, metrics, store
 from mailcore.conf import conf
-from mailcore.delivery import claims, dkim, dsn
+from mailcore.delivery import claims, dkim, dsn, pool
 from mailcore.delivery.client import Connection
 from mailcore.delivery.mx import MXHost, find_hosts
 from mailcore.delivery.outcome import DeliveryError, Outcome, temporary
@@ -46,15 +46,17 @@ class Run:
         self.owner = new_owner()
         self.connections: dict[str, Connection] = {}
         self.prepared: dict[int, bytes] = {}
+        self.dkim_keys: dict[str, dkim.DkimKey | None] = {}
         self.delivered = 0
 
     def __enter__(self) -> Run:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for connection in self.connections.values():
-            connection.close()
+        for domain, connection in self.connections.items():
+            pool.checkin(_destination(domain), connection)  # kept for the next run in this process
         self.connections.clear()
+        pool.close_idle()
 
     # Claim and deliver -----------------------------------------------------
 
@@ -108,7 +110,7 @@ class Run:
 
     def _prepared(self, message: OutboundMessage) -> bytes:
         if message.pk not in self.prepared:
-            self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender)
+            self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
         return self.prepared[message.pk]
 
     def _send(self, domain: str, message: OutboundMessage, rcpts: list[str], data: bytes) -> dict[str, Outcome]:
@@ -117,7 +119,7 @@ class Run:
             return connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8)
         except DeliveryError:
             self.connections.pop(domain, None)
-            if connection.transactions == 0:
+            if connection.transactions == 0 and not connection.reused:
                 raise
         # A reused connection the server had closed meanwhile: one fresh try.
         return self._connection(domain).send(message.sender, rcpts, data, smtputf8=message.smtputf8)
@@ -126,7 +128,7 @@ class Run:
         connection = self.connections.get(domain)
         if connection and not connection.broken:
             return connection
-        connection = open_connection(domain)
+        connection = pool.checkout(_destination(domain)) or open_connection(domain)
         self.connections[domain] = connection
         return connection
 
@@ -158,6 +160,13 @@ def _account_for(message: OutboundMessage, row: OutboundRecipient, state: str, o
         log, "delivery.attempt", queue=message.pk, sender=message.sender, recipient=row.address, result=state,
         reply=outcome.reply, host=outcome.host or "-", attempt=row.attempts,
     )
+
+
+def _destination(domain: str) -> str:
+    """The pool key: where mail for `domain` goes under the current settings."""
+    if conf.relay == "smarthost":
+        return f"smarthost:{conf.relay_host}:{conf.relay_port}"
+    return f"mx:{domain}:{conf.outbound_port}"
 
 
 def open_connection(domain: str) -> Connection:

@@ -38,3 +38,12 @@ def private_celery_queue() -> Iterator[str]:
     if app.conf.broker_url and not app.conf.task_always_eager:
         with app.connection_for_write() as conn:
             conn.default_channel.queue_delete(name)
+
+
+@pytest.fixture(autouse=True)
+def no_pooled_connections_after_the_test() -> Iterator[None]:
+    """Connections a test's runs kept open (mailcore/delivery/pool.py) are closed when it ends."""
+    yield
+    from mailcore.delivery import pool
+
+    pool.close_idle(0)
