@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from django.db import close_old_connections, connections, transaction
 
+from mailcore import directory
 from mailcore.conf import conf
 from mailcore.store import blobs
 
@@ -128,7 +129,7 @@ async def _commit_loop(queue: asyncio.Queue[_Job]) -> None:
 def _run_batch(jobs: list[_Job]) -> None:
     close_old_connections()
     try:
-        with blobs.deferred_sync(), transaction.atomic():
+        with blobs.deferred_sync(), directory.remembering_lookups(), transaction.atomic():
             for job in jobs:
                 _run_in_savepoint(job)
             blobs.sync_deferred()  # durable blobs before the rows that point to them commit
