@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
+from django.db.models import Field
 
 from mailcore.models import Account, Mailbox, Message
 
@@ -79,11 +80,16 @@ _INSERT_FIELDS = (
 )
 
 
+def _concrete(field: object) -> Field[Any, Any]:
+    assert isinstance(field, Field)
+    return field
+
+
 @functools.cache
-def _insert_plan(vendor: str) -> tuple[list[Any], str]:
+def _insert_plan(vendor: str) -> tuple[list[Field[Any, Any]], str]:
     """The fields of `_INSERT_FIELDS` and the INSERT statement for them, built once per database vendor."""
-    fields = [Message._meta.get_field(name) for name in _INSERT_FIELDS]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    fields = [_concrete(Message._meta.get_field(name)) for name in _INSERT_FIELDS]
+    columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     marks = ", ".join(["%s"] * len(fields))
     return fields, f"INSERT INTO {_table(Message)} ({columns}) VALUES ({marks}) RETURNING id"
 
@@ -91,7 +97,8 @@ def _insert_plan(vendor: str) -> tuple[list[Any], str]:
 def insert_message(values: dict[str, Any]) -> int:
     """INSERT one message row (every field of `_INSERT_FIELDS`) and return its id."""
     fields, statement = _insert_plan(connection.vendor)
-    params = [field.get_db_prep_save(values[name], connection) for name, field in zip(_INSERT_FIELDS, fields)]
+    pairs = zip(_INSERT_FIELDS, fields, strict=True)
+    params = [field.get_db_prep_save(values[name], connection) for name, field in pairs]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
