@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 
 import dns.asyncresolver
 import dns.exception
@@ -77,11 +78,26 @@ def _configure(resolver: dns.resolver.BaseResolver) -> None:
     resolver.cache = None  # each worker asks afresh; retries must see changed records
 
 
+_per_thread = threading.local()  # .resolvers: {settings they were made from: Resolver}
+
+
 def resolver() -> dns.resolver.Resolver:
-    """A synchronous resolver configured from settings (the system's only when none are set)."""
-    result = dns.resolver.Resolver(configure=not conf.dns_nameservers)
-    _configure(result)
-    return result
+    """A synchronous resolver configured from settings (the system's only when none are set).
+
+    Each thread reuses one per configuration: making a Resolver costs a
+    gethostname() call and more than the query it then makes. It keeps no
+    answer cache (`_configure`), so reuse never serves an old record.
+    """
+    key = (tuple(conf.dns_nameservers), conf.dns_timeout)
+    made: dict[tuple[tuple[str, ...], float], dns.resolver.Resolver] | None = getattr(_per_thread, "resolvers", None)
+    if made is None:
+        made = _per_thread.resolvers = {}
+    if key not in made:
+        made.clear()  # settings changed (tests do): the old resolver is never used again
+        result = dns.resolver.Resolver(configure=not conf.dns_nameservers)
+        _configure(result)
+        made[key] = result
+    return made[key]
 
 
 def async_resolver() -> dns.asyncresolver.Resolver:

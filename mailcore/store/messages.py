@@ -436,8 +436,7 @@ def _message_info(row: Message) -> MessageInfo:
 
 def quota(account_id: int) -> tuple[int, int]:
     """(bytes used, limit in bytes; 0 for none) (RFC 9208 §5.1 STORAGE)."""
-    used, limit = Account.objects.filter(pk=account_id).values_list("used_bytes", "quota_bytes").get()
-    return used, limit
+    return sql.quota(account_id)
 
 
 def collect_orphan_blobs(grace: float = blobs.ORPHAN_GRACE_SECONDS) -> list[str]:

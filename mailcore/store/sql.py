@@ -124,3 +124,13 @@ def newest_thread(account_id: int, message_ids: Sequence[str]) -> int | None:
         )
         row = cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+def quota(account_id: int) -> tuple[int, int]:
+    """(used_bytes, quota_bytes) of an account; Account.DoesNotExist when there is none."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT used_bytes, quota_bytes FROM {_table(Account)} WHERE id = %s", [account_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Account.DoesNotExist(f"no account {account_id}")
+    return int(row[0]), int(row[1])
