@@ -187,5 +187,10 @@ class MailConf:
         """Client addresses or networks (CIDR) /metrics answers without the token (MAIL_METRICS_ALLOW)."""
         return [str(entry).strip() for entry in settings.MAIL_METRICS_ALLOW if str(entry).strip()]
 
+    @property
+    def dns_cache_size(self) -> int:
+        """Answers the MX's SPF/DKIM/DMARC lookups keep, each for its TTL (MAIL_DNS_CACHE_SIZE); 0: off."""
+        return max(0, int(settings.MAIL_DNS_CACHE_SIZE))
+
 
 conf = MailConf()
