@@ -407,6 +407,31 @@ def read_blob(digest: str, start: int = 0, end: int | None = None) -> bytes:
         raise StorageFailure(str(err)) from err
 
 
+def read_blobs(digests: Sequence[str], max_bytes: int) -> dict[str, bytes]:
+    """The bytes of the first blob, and of the following ones while they fit in `max_bytes` together.
+
+    Read-ahead for clients that fetch messages one after another (POP3 RETR):
+    one worker-thread call serves many commands. Only the first blob's failure
+    is raised; a later unreadable blob just ends the read-ahead.
+    """
+    found: dict[str, bytes] = {}
+    total = 0
+    for digest in digests:
+        if digest in found:
+            continue
+        try:
+            data = read_blob(digest)
+        except StorageFailure:
+            if not found:
+                raise
+            break
+        if found and total + len(data) > max_bytes:
+            break
+        found[digest] = data
+        total += len(data)
+    return found
+
+
 def contains(ref: FolderRef, message_id: str, digest: str) -> bool:
     """Whether the folder already holds this exact message (same Message-ID and content digest)."""
     return Message.objects.filter(mailbox_id=_mailbox(ref).pk, message_id=message_id, blob=digest).exists()
