@@ -247,7 +247,9 @@ def store_flags(
     result = FlagResult()
     with transaction.atomic():
         mailbox = _mailbox(ref)
-        rows = list(Message.objects.filter(mailbox=mailbox, uid__in=list(uids)).order_by("uid"))
+        rows = list(
+            Message.objects.filter(mailbox=mailbox, uid__in=list(uids)).only(*_FLAG_COLUMNS).order_by("uid")
+        )
         if unchanged_since is not None:
             result.modified = [r.uid for r in rows if r.modseq > unchanged_since]
             rows = [r for r in rows if r.modseq <= unchanged_since]
@@ -258,11 +260,31 @@ def store_flags(
         modseq = _next_modseq(mailbox.pk, Counts(unseen=sum(not row.seen for row in rows) - unseen_before))
         for row in changed:
             row.modseq = modseq
-        fields = [*SYSTEM_FLAG_FIELDS.values(), "keywords", "modseq"]
-        Message.objects.bulk_update(changed, fields, batch_size=BULK_BATCH)
+        _save_flags(changed, modseq)
         result.changed = [FlagChange(row.uid, tuple(row.flags), modseq) for row in changed]
         _notify(FLAGS, ref.account_id, mailbox.pk, modseq, tuple(r.uid for r in changed))
     return result
+
+
+_FLAG_COLUMNS = ("id", "uid", "modseq", "keywords", *SYSTEM_FLAG_FIELDS.values())
+
+
+def _save_flags(rows: list[Message], modseq: int) -> None:
+    """Write the rows' new flags: one UPDATE per distinct set of flags (a STORE usually makes one).
+
+    Much cheaper than bulk_update's per-row CASE expressions, and the same rows end the same.
+    """
+    groups: dict[tuple[tuple[bool, ...], tuple[str, ...]], list[int]] = {}
+    columns = list(SYSTEM_FLAG_FIELDS.values())
+    for row in rows:
+        key = (tuple(bool(getattr(row, column)) for column in columns), tuple(row.keywords))
+        groups.setdefault(key, []).append(row.pk)
+    for (system, keywords), ids in groups.items():
+        values = dict(zip(columns, system, strict=True))
+        for start in range(0, len(ids), BULK_BATCH):
+            Message.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(
+                **values, keywords=list(keywords), modseq=modseq
+            )
 
 
 # Copy, move, expunge ------------------------------------------------------------
