@@ -263,3 +263,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 MAIL_METRICS_TOKEN = env("MAIL_METRICS_TOKEN", default="")  # /metrics with "Authorization: Bearer TOKEN"
 MAIL_METRICS_ALLOW = env.list("MAIL_METRICS_ALLOW", default=[])  # client IPs/CIDRs let in without the token
 SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network by Prometheus
+
+# --- Performance (perf): answer cache of the MX's SPF, DKIM and DMARC lookups ---
+# Entries kept, each no longer than its TTL; 0 turns the cache off (the tests do, as they change records).
+MAIL_DNS_CACHE_SIZE = env.int("MAIL_DNS_CACHE_SIZE", default=10_000)

@@ -194,5 +194,10 @@ class MailConf:
         """Seconds finished queue rows (delivered, bounced, expired) are kept before the purge (0: forever)."""
         return float(settings.MAIL_QUEUE_RETENTION)
 
+    @property
+    def dns_cache_size(self) -> int:
+        """Answers the MX's SPF/DKIM/DMARC lookups keep, each for its TTL (MAIL_DNS_CACHE_SIZE); 0: off."""
+        return max(0, int(settings.MAIL_DNS_CACHE_SIZE))
+
 
 conf = MailConf()

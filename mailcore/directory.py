@@ -6,10 +6,14 @@ two with a `+tag` removed (plus-addressing), then the domain's catch-all.
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from mailcore.address import Address, AddressError, normalize_domain, parse_address, split_catch_all
 from mailcore.models import Account, Alias, AliasTarget, Domain
@@ -19,6 +23,7 @@ from mailcore.models import Account, Alias, AliasTarget, Domain
 MAX_ALIAS_DEPTH = 20
 PLUS_SEPARATOR = "+"
 POSTMASTER = "postmaster"
+T = TypeVar("T")
 
 
 class DirectoryError(ValueError):
@@ -37,12 +42,53 @@ class Route:
         return not self.accounts and not self.remote
 
 
+_batch = threading.local()  # .lookups: this thread's remembered lookups inside `remembering_lookups()`
+
+
+@contextmanager
+def remembering_lookups() -> Iterator[None]:
+    """Within this block, this thread answers a repeated lookup (domain, alias, account) from memory.
+
+    Group commit wraps each batch (one transaction) in it: the recipients of
+    many messages share domains and often addresses, and within one
+    transaction a lookup made a few milliseconds earlier is as good as a new one.
+    """
+    outer = getattr(_batch, "lookups", None)
+    if outer is None:
+        _batch.lookups = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _batch.lookups = None
+
+
+def _remembered(kind: str, key: str, lookup: Callable[[str], T]) -> T:
+    lookups: dict[tuple[str, str], Any] | None = getattr(_batch, "lookups", None)
+    if lookups is None:
+        return lookup(key)
+    if (kind, key) not in lookups:
+        lookups[(kind, key)] = lookup(key)
+    result: T = lookups[(kind, key)]
+    return result
+
+
 def is_hosted(domain: str) -> bool:
     try:
         name = normalize_domain(domain)
     except AddressError:
         return False
-    return Domain.objects.filter(name=name, active=True).exists()
+    return _remembered("domain", name, _domain_is_active)
+
+
+def _domain_is_active(name: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {_table(Domain)} WHERE name = %s AND active LIMIT 1", [name])
+        return cursor.fetchone() is not None
+
+
+def _table(model: type[Any]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
 
 
 def resolve(address: str | Address) -> Route:
@@ -98,14 +144,34 @@ def _candidates(address: Address) -> list[str]:
 
 
 def _alias_targets(source_key: str) -> list[str] | None:
-    alias = Alias.objects.filter(source=source_key, active=True).first()
-    if alias is None:
+    """The targets of the active alias `source_key` (in target id order), None when there is no such alias."""
+    targets = _remembered("alias", source_key, _load_alias_targets)
+    return None if targets is None else list(targets)
+
+
+def _load_alias_targets(source_key: str) -> tuple[str, ...] | None:
+    # One round trip: the alias and its targets (a LEFT JOIN keeps an alias without targets).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT t.address FROM {_table(Alias)} a LEFT JOIN {_table(AliasTarget)} t ON t.alias_id = a.id "
+            "WHERE a.source = %s AND a.active ORDER BY t.id",
+            [source_key],
+        )
+        rows = cursor.fetchall()
+    if not rows:
         return None
-    return list(alias.targets.values_list("address", flat=True))
+    return tuple(address for (address,) in rows if address is not None)
 
 
 def _account_id(key: str) -> int | None:
-    return Account.objects.filter(address=key, active=True).values_list("id", flat=True).first()
+    return _remembered("account", key, _load_account_id)
+
+
+def _load_account_id(key: str) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {_table(Account)} WHERE address = %s AND active LIMIT 1", [key])
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 def account_for_login(login: str) -> Account | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 
 import dns.asyncresolver
 import dns.exception
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 # (MAIL_DNS_TIMEOUT seconds each).
 LIFETIME_PER_TIMEOUT = 2.5
 DEFAULT_DNS_PORT = 53
+MAX_RESOLVERS_PER_THREAD = 4  # one plain and one caching per configuration, and a spare
 
 
 class DNSError(Exception):
@@ -77,11 +79,59 @@ def _configure(resolver: dns.resolver.BaseResolver) -> None:
     resolver.cache = None  # each worker asks afresh; retries must see changed records
 
 
+_per_thread = threading.local()  # .resolvers: {settings they were made from: Resolver}
+_answer_caches: dict[tuple[tuple[str, ...], int], dns.resolver.LRUCache] = {}
+_answer_caches_lock = threading.Lock()
+
+
 def resolver() -> dns.resolver.Resolver:
-    """A synchronous resolver configured from settings (the system's only when none are set)."""
-    result = dns.resolver.Resolver(configure=not conf.dns_nameservers)
-    _configure(result)
-    return result
+    """A synchronous resolver configured from settings (the system's only when none are set).
+
+    Each thread reuses one per configuration: making a Resolver costs a
+    gethostname() call and more than the query it then makes. It keeps no
+    answer cache (`_configure`), so reuse never serves an old record.
+    """
+    return _thread_resolver(cache=None)
+
+
+def checks_resolver() -> dns.resolver.Resolver:
+    """`resolver()` with the process's answer cache, for the MX's SPF, DKIM and DMARC lookups.
+
+    The cache (MAIL_DNS_CACHE_SIZE entries, 0 turns it off) keeps an answer no
+    longer than its TTL (RFC 1035 §3.2.1), like any caching resolver; failures
+    (SERVFAIL, timeouts) are never kept, so a retry always asks again. Outbound
+    delivery does not use it.
+    """
+    return _thread_resolver(cache=_answer_cache())
+
+
+def _answer_cache() -> dns.resolver.LRUCache | None:
+    size = conf.dns_cache_size
+    if size <= 0:
+        return None
+    key = (tuple(conf.dns_nameservers), size)
+    with _answer_caches_lock:
+        if key not in _answer_caches:
+            _answer_caches.clear()  # other servers (tests start their own): answers from before never apply
+            _answer_caches[key] = dns.resolver.LRUCache(size)
+        return _answer_caches[key]
+
+
+def _thread_resolver(cache: dns.resolver.LRUCache | None) -> dns.resolver.Resolver:
+    key = (tuple(conf.dns_nameservers), conf.dns_timeout, id(cache) if cache is not None else 0)
+    made: dict[tuple[tuple[str, ...], float, int], dns.resolver.Resolver] | None = getattr(
+        _per_thread, "resolvers", None
+    )
+    if made is None:
+        made = _per_thread.resolvers = {}
+    if key not in made:
+        if len(made) >= MAX_RESOLVERS_PER_THREAD:
+            made.clear()  # settings changed (tests do): the old resolvers are never used again
+        result = dns.resolver.Resolver(configure=not conf.dns_nameservers)
+        _configure(result)
+        result.cache = cache
+        made[key] = result
+    return made[key]
 
 
 def async_resolver() -> dns.asyncresolver.Resolver:
@@ -132,9 +182,9 @@ def _txt_strings(records: list[dns.rdata.Rdata]) -> list[str]:
     return [b"".join(r.strings).decode("utf-8", "replace") for r in records]  # type: ignore[attr-defined]
 
 
-def txt(qname: str) -> list[str]:
+def txt(qname: str, res: dns.resolver.Resolver | None = None) -> list[str]:
     """TXT records at `qname`, each as one string (its character-strings concatenated)."""
-    return _txt_strings(query(qname, "TXT"))
+    return _txt_strings(query(qname, "TXT", res))
 
 
 async def atxt(qname: str) -> list[str]:

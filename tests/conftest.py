@@ -32,6 +32,12 @@ def blob_dir(settings, tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
+def no_dns_answer_cache(settings) -> None:
+    """Tests change DNS records between lookups; only tests/perf/test_dns_cache.py turns the cache on."""
+    settings.MAIL_DNS_CACHE_SIZE = 0
+
+
+@pytest.fixture(autouse=True)
 def fresh_login_throttle() -> Iterator[None]:
     """Every test starts with no failed logins counted for loopback clients.
 

@@ -15,11 +15,16 @@ from mailcore.store import aio
 
 # Retrieved messages are marked \Seen for IMAP clients in batches of this many (and at the session's end).
 SEEN_BATCH = 100
+# RETR reads the following messages too, in the same worker-thread call, up to these bounds (per session).
+READ_AHEAD_MESSAGES = 32
+READ_AHEAD_BYTES = 256 * 1024
 log = logging.getLogger(__name__)
 
 
 class TransactionCommands(AuthorizationCommands):
     seen_pending: tuple[int, ...] = ()  # UIDs retrieved but not yet marked \Seen
+    read_ahead: dict[str, bytes] | None = None  # blob digest -> bytes, read before their RETR came
+    seen_writer: asyncio.Task[None] | None = None  # storing a batch of \\Seen flags in the background
 
     def drop(self) -> Maildrop:
         if self.maildrop is None:  # the state table lets these commands run only in TRANSACTION
@@ -59,9 +64,20 @@ class TransactionCommands(AuthorizationCommands):
     async def cmd_RETR(self, command: Command) -> None:
         (arg,) = expect_args(command, 1, 1, "RETR msg")
         entry = self.drop().get(arg)
-        data = await aio.run(store.read_blob, entry.blob)
+        data = await self.message_bytes(entry)
         await self.send(multiline(f"{len(data)} octets", data))
         await self.mark_seen(entry)
+
+    async def message_bytes(self, entry: Entry) -> bytes:
+        """A message's bytes; a miss reads it and the next ones not deleted (clients RETR in order)."""
+        cached = (self.read_ahead or {}).pop(entry.blob, None)
+        if cached is not None:
+            return cached
+        drop = self.drop()
+        following = [e.blob for e in drop.entries[entry.number :] if e.number not in drop.deleted]
+        digests = [entry.blob, *following[: READ_AHEAD_MESSAGES - 1]]
+        self.read_ahead = await aio.run(store.read_blobs, digests, READ_AHEAD_BYTES)
+        return self.read_ahead.pop(entry.blob)
 
     async def cmd_TOP(self, command: Command) -> None:
         msg, lines = expect_args(command, 2, 2, "TOP msg n")
@@ -71,14 +87,28 @@ class TransactionCommands(AuthorizationCommands):
         await self.send(multiline("top of message follows", top_of(data, count)))
 
     async def mark_seen(self, entry: Entry) -> None:
-        """Retrieved messages become \\Seen for IMAP clients; batched to keep RETR loops quick."""
+        """Retrieved messages become \\Seen for IMAP clients; batched, and stored while RETRs go on."""
         if entry.seen:
             return
         self.seen_pending = (*self.seen_pending, entry.uid)
-        if len(self.seen_pending) >= SEEN_BATCH:
-            await self.flush_seen()
+        if len(self.seen_pending) >= SEEN_BATCH and (self.seen_writer is None or self.seen_writer.done()):
+            uids, self.seen_pending = list(self.seen_pending), ()
+            self.seen_writer = asyncio.create_task(self.store_seen(uids))
+
+    async def store_seen(self, uids: list[int]) -> None:
+        if self.maildrop is None:
+            return
+        try:
+            await aio.run(store.store_flags, self.maildrop.ref, uids, ["\\Seen"], store.FLAG_ADD)
+        except Exception:  # kept for the next try (the session's end); RETR was answered already
+            log.warning("pop3[%s] %s could not mark messages \\Seen yet", self.id, self.peer, exc_info=True)
+            self.seen_pending = (*uids, *self.seen_pending)
 
     async def flush_seen(self) -> None:
+        """Store every pending \\Seen now (the session is ending)."""
+        if self.seen_writer is not None:
+            await self.seen_writer
+            self.seen_writer = None
         pending, self.seen_pending = list(self.seen_pending), ()
         if pending and self.maildrop is not None:
             await aio.run(store.store_flags, self.maildrop.ref, pending, ["\\Seen"], store.FLAG_ADD)

@@ -35,7 +35,8 @@ def deliver_inbound(
         + headers.authentication_results(conf.hostname, results)
         + data
     )
-    with transaction.atomic():
+    # No savepoint of its own: it runs as a whole in its caller's (group commit's per-call savepoint).
+    with transaction.atomic(savepoint=False):
         report = store.deliver(headers.return_path(mail_from) + data, [delivery_address(r) for r in recipients])
         if report.over_quota:
             raise store.OverQuota(f"{report.over_quota[0]}: mailbox full")

@@ -49,7 +49,11 @@ def check_recipient(text: str, relay_allowed: bool, size_hint: int = 0) -> Accep
     Hosted: the address must resolve (`550 5.1.1`), postmaster always does
     (RFC 5321 §4.5.1), and a full mailbox gives `452 4.2.2`.
     """
-    address = parse_recipient(text)
+    with directory.remembering_lookups():  # the domain is looked up once, not by each step
+        return _check_recipient(parse_recipient(text), relay_allowed, size_hint)
+
+
+def _check_recipient(address: Address, relay_allowed: bool, size_hint: int) -> Accepted:
     if not directory.is_hosted(address.domain):
         if not relay_allowed:
             raise SMTPError(RELAY_DENIED.format(address=address))

@@ -18,7 +18,7 @@ SPF_TIMEOUT_SECONDS = 20
 def _lookup(name: str, qtype: str, strict: bool = True, timeout: float = SPF_TIMEOUT_SECONDS) -> list[Any]:
     """pyspf's DNS interface: [((name, type), value), ...]; NXDOMAIN is empty; failures are TempError."""
     try:
-        records = dns.query(name, qtype)
+        records = dns.query(name, qtype, dns.checks_resolver())
     except dns.PermanentDNSError:
         return []
     except dns.DNSError as err:

@@ -80,7 +80,7 @@ def _dkim_item(d: DkimResult) -> str:
 def _dkim_txt(name: bytes, timeout: float = 5) -> bytes | None:
     """dkimpy's dnsfunc: the TXT record at `name` as bytes, None when there is none."""
     try:
-        records = dns.txt(name.decode("ascii", "replace").rstrip("."))
+        records = dns.txt(name.decode("ascii", "replace").rstrip("."), dns.checks_resolver())
     except dns.PermanentDNSError:
         return None
     except dns.DNSError as err:
@@ -155,7 +155,7 @@ def dmarc_record(from_domain: str) -> tuple[dict[str, str], bool]:
 
 def _txt_or_empty(name: str) -> list[str]:
     try:
-        return dns.txt(name)
+        return dns.txt(name, dns.checks_resolver())
     except dns.PermanentDNSError:
         return []
 

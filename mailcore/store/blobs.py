@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,17 +49,43 @@ def deferred_sync() -> Iterator[None]:
 
 
 def sync_deferred() -> None:
-    """fsync every blob written under `deferred_sync()` so far, and each directory once."""
+    """fsync every blob written under `deferred_sync()` so far, and each directory once.
+
+    The fsyncs run side by side: the filesystem commits concurrent fsyncs
+    together (ext4's journal does), so ten take little longer than one. Every
+    one has finished, or the first error is raised, when this returns.
+    """
     paths: list[Path] = getattr(_deferred, "paths", None) or []
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for directory in {path.parent for path in paths}:
-        _fsync_dir(directory)
+    targets = [*paths, *dict.fromkeys(path.parent for path in paths)]
+    if len(targets) <= 1:
+        for target in targets:
+            _fsync_path(target)
+    else:
+        for future in [_sync_pool().submit(_fsync_path, target) for target in targets]:
+            future.result()
     paths.clear()
+
+
+SYNC_THREADS = 16  # fsyncs of one batch in flight at once
+_sync_executor: ThreadPoolExecutor | None = None
+_sync_lock = threading.Lock()
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    global _sync_executor
+    with _sync_lock:
+        if _sync_executor is None:
+            _sync_executor = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="fsync")
+        return _sync_executor
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (its entries: a rename into it is then durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def blob_storage() -> Storage:
