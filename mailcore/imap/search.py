@@ -16,6 +16,7 @@ from mailcore.imap.errors import Bad
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.mime.headers import decode_words, parse_fields
 from mailcore.mime.text import extract_text
+from mailcore.store.rows import ColumnFilter
 
 # Keys with no argument: the flag each needs set (True) or clear (False).
 FLAG_KEYS = {
@@ -107,6 +108,61 @@ def _compound(p: Parser, name: str) -> Key:
 
 def _and(p: Parser) -> Key:
     return parse_key(p)
+
+
+# Keys answered from the UID and sequence number alone, after the column filter.
+NUMBER_KEYS = {"ALL", "OLD", "SEQ", "UID"}
+
+
+def column_plan(keys: list[Key]) -> tuple[ColumnFilter, list[Key]] | None:
+    """Split ANDed keys into a filter the database applies and keys matched on UIDs (and Subject) here.
+
+    None when some key needs more (text, keywords, NOT/OR, MODSEQ, RECENT): the caller then
+    matches every message in full.
+    """
+    where, rest = ColumnFilter(), []
+    pending = list(keys)
+    while pending:
+        key = pending.pop()
+        name = key.name
+        if name == "AND":
+            pending.extend(key.args)
+        elif name in FLAG_KEYS:
+            flag, wanted = FLAG_KEYS[name]
+            (where.flags_set if wanted else where.flags_clear).append(flag)
+        elif name == "LARGER":
+            where.larger_than.append(key.args[0])
+        elif name == "SMALLER":
+            where.smaller_than.append(key.args[0])
+        elif name in DATE_KEYS:
+            _plan_date(where, name, key.args[0])
+        elif name in NUMBER_KEYS or name == "SUBJECT":
+            rest.append(key)
+        else:
+            return None
+    return where, rest
+
+
+def _plan_date(where: ColumnFilter, name: str, day: dt.date) -> None:
+    """RFC 9051 §6.4.4 date keys as whole-day bounds (the same comparison as `_date_match`)."""
+    since, before = (where.sent_since, where.sent_before) if name.startswith("SENT") else (
+        where.internal_since, where.internal_before)
+    kind = name.removeprefix("SENT")
+    if kind in ("SINCE", "ON"):
+        since.append(day)
+    if kind == "ON":
+        before.append(day + dt.timedelta(days=1))
+    if kind == "BEFORE":
+        before.append(day)
+
+
+def number_match(key: Key, seq: int, uid: int, resolve: Resolver) -> bool:
+    """A key of NUMBER_KEYS (or SUBJECT, checked by the caller) for one message."""
+    if key.name == "SEQ":
+        return seq in resolve(key.args[0], False)
+    if key.name == "UID":
+        return uid in resolve(key.args[0], True)
+    return True
 
 
 def walk(keys: list[Key]) -> list[Key]:

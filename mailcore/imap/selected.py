@@ -15,7 +15,7 @@ from mailcore import store
 from mailcore.imap import wire
 from mailcore.imap.errors import Bad
 from mailcore.imap.parser import SequenceSet
-from mailcore.store import aio
+from mailcore.store import aio, rows
 
 if TYPE_CHECKING:
     from mailcore.imap.session import Session
@@ -37,8 +37,10 @@ class MailboxView:
         self.deferred_expunges = False
 
     async def load(self) -> store.FolderInfo:
-        self.uids = await aio.run(store.uids, self.ref)
+        # Counters first: a message arriving between the two reads is then in `uids` and its
+        # event still finds a newer HIGHESTMODSEQ, so it is reported, never lost.
         info = await aio.run(store.folder_info, self.ref)
+        self.uids = await aio.run(store.uids, self.ref)
         self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
         return info
 
@@ -115,7 +117,7 @@ class MailboxView:
         if info.highestmodseq == self.highestmodseq and not (allow_expunge and self.deferred_expunges):
             return False
         current = await aio.run(store.uids, self.ref)
-        changed = await aio.run(store.fetch, self.ref, None, self.highestmodseq, False)
+        changed = await aio.run(rows.flags, self.ref, None, self.highestmodseq)
         last_known = self.uids[-1] if self.uids else 0
         self._report_expunges(session, current, allow_expunge)
         self._report_new(session, current)
@@ -148,7 +150,7 @@ class MailboxView:
             self.uids.extend(new)
             session.untagged(f"{len(self.uids)} EXISTS")
 
-    def _report_flags(self, session: Session, changed: list[store.MessageInfo]) -> None:
+    def _report_flags(self, session: Session, changed: list[rows.FlagsRow]) -> None:
         condstore = "CONDSTORE" in session.enabled or "QRESYNC" in session.enabled
         for message in changed:
             seq = self.seq_of(message.uid)

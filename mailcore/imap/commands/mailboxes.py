@@ -222,5 +222,5 @@ async def cmd_APPEND(s: Session, p: Parser) -> str:
         ref = await aio.run(store.get_folder, s.account_id, name)
     except store.NoSuchFolder as err:
         raise No(str(err), "TRYCREATE") from err  # RFC 9051 §6.3.12
-    appended = await aio.run(store.append, ref, message, flags, when)
+    appended = await aio.run_durable(store.append, ref, message, flags, when)
     return f"[APPENDUID {appended.uidvalidity} {appended.uid}] APPEND completed"

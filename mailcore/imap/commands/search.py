@@ -10,9 +10,10 @@ from mailcore.imap.errors import Bad, No
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.imap.search import Candidate, Key
 from mailcore.mime.headers import decode_words
-from mailcore.store import aio
+from mailcore.store import aio, rows
 
 if TYPE_CHECKING:
+    from mailcore.imap.selected import MailboxView
     from mailcore.imap.session import Session
 
 CHARSETS = {"UTF-8", "US-ASCII"}  # RFC 9051 §6.4.4: UTF-8 is required; others get BADCHARSET
@@ -46,13 +47,15 @@ async def _search(s: Session, p: Parser, uid_mode: bool) -> None:
     p.end()
     if s.rev2 and options is None:
         options = {"ALL"}  # RFC 9051 §6.4.4: IMAP4rev2 answers with ESEARCH
-    found = await run_search(s, keys)
-    numbers = [c.info.uid if uid_mode else c.seq for c in found]
+    quick = await _column_search(s, keys)
+    found = await run_search(s, keys) if quick is None else []
+    pairs = quick if quick is not None else [(c.seq, c.info.uid) for c in found]
+    numbers = [uid if uid_mode else seq for seq, uid in pairs]
     if options is not None:
         s.untagged(_esearch(s.tag, numbers, options or {"ALL"}, uid_mode))
         return
     line = "SEARCH" + "".join(f" {n}" for n in numbers)
-    if numbers and any(k.name == "MODSEQ" for k in search.walk(keys)):
+    if found and any(k.name == "MODSEQ" for k in search.walk(keys)):
         line += f" (MODSEQ {max(c.info.modseq for c in found)})"  # RFC 7162 §3.1.5
     s.untagged(line)
 
@@ -83,12 +86,37 @@ def _esearch(tag: str, numbers: list[int], options: set[str], uid_mode: bool) ->
     return b" ".join(parts)
 
 
-async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
-    """Every message of the selected mailbox that matches, in sequence order."""
+async def _column_search(s: Session, keys: list[Key]) -> list[tuple[int, int]] | None:
+    """(sequence number, UID) of matches, when the keys map to columns (`search.column_plan`); else None.
+
+    The database filters flags, sizes and dates; Subject is matched here on the cached
+    decoded column (the same text `_text_match` decodes from the envelope), unless cut short.
+    """
     view = s.selected
     assert view is not None
-    with_text = search.needs_text(keys)
-    messages = await aio.run(store.fetch, view.ref, None, None, with_text)
+    plan = search.column_plan(keys)
+    if plan is None:
+        return None
+    where, rest = plan
+    needles = [key.args[0] for key in rest if key.name == "SUBJECT"]
+    if needles:
+        subjects = await aio.run(rows.subjects, view.ref, where)
+        if any(cut for _uid, _subject, cut in subjects):
+            return None
+        uids = [uid for uid, subject, _cut in subjects if all(n in subject.casefold() for n in needles)]
+    else:
+        uids = await aio.run(rows.matching_uids, view.ref, where)
+    resolve = _resolver(view)
+    found = []
+    for uid in uids:
+        seq = view.seq_of(uid)
+        if seq is not None and all(search.number_match(key, seq, uid, resolve) for key in rest):
+            found.append((seq, uid))
+    return found
+
+
+def _resolver(view: MailboxView) -> search.Resolver:
+    """Sequence sets of SEARCH keys as sets of UIDs or sequence numbers, each worked out once."""
     cache: dict[tuple[bool, str], set[int]] = {}
 
     def resolve(ranges: SequenceSet, uid_mode: bool) -> set[int]:
@@ -98,6 +126,16 @@ async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
             cache[key] = chosen if uid_mode else {view.seq_of(u) or 0 for u in chosen}
         return cache[key]
 
+    return resolve
+
+
+async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
+    """Every message of the selected mailbox that matches, in sequence order."""
+    view = s.selected
+    assert view is not None
+    with_text = search.needs_text(keys)
+    messages = await aio.run(store.fetch, view.ref, None, None, with_text)
+    resolve = _resolver(view)
     found = []
     for info in messages:
         seq = view.seq_of(info.uid)
