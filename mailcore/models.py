@@ -129,6 +129,8 @@ class Mailbox(models.Model):
     message_count = models.PositiveBigIntegerField(default=0, editable=False)
     unseen_count = models.PositiveBigIntegerField(default=0, editable=False)
     total_size = models.PositiveBigIntegerField(default=0, editable=False)
+    # RFC 3501 §2.3.2: messages with a UID above this are \Recent: no IMAP session was told of them yet.
+    recent_uid = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

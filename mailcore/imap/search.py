@@ -23,7 +23,7 @@ FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
     "DELETED": ("\\Deleted", True), "UNDELETED": ("\\Deleted", False),
     "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
-    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False), "NEW": ("\\Seen", False),
+    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
     "DRAFT": ("\\Draft", True), "UNDRAFT": ("\\Draft", False),
 }
 STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
@@ -47,6 +47,7 @@ class Candidate:
     seq: int
     info: store.MessageInfo
     raw: bytes = b""
+    recent: bool = False  # RFC 3501 §2.3.2, as the searching session sees it
 
 
 def parse_program(p: Parser) -> list[Key]:
@@ -63,7 +64,7 @@ def parse_key(p: Parser) -> Key:
     if p.data[p.pos : p.pos + 1].isdigit() or p.peek(b"*") or p.peek(b"$"):
         return Key("SEQ", [p.sequence_set()])
     name = p.keyword()
-    if name in FLAG_KEYS or name in ("ALL", "OLD", "RECENT"):
+    if name in FLAG_KEYS or name in ("ALL", "OLD", "RECENT", "NEW"):
         return Key(name)
     if name not in ARGUMENT_KEYS:
         raise Bad(f"unknown search key {name}")
@@ -111,13 +112,13 @@ def _and(p: Parser) -> Key:
 
 
 # Keys answered from the UID and sequence number alone, after the column filter.
-NUMBER_KEYS = {"ALL", "OLD", "SEQ", "UID"}
+NUMBER_KEYS = {"ALL", "OLD", "RECENT", "SEQ", "UID"}
 
 
 def column_plan(keys: list[Key]) -> tuple[ColumnFilter, list[Key]] | None:
     """Split ANDed keys into a filter the database applies and keys matched on UIDs (and Subject) here.
 
-    None when some key needs more (text, keywords, NOT/OR, MODSEQ, RECENT): the caller then
+    None when some key needs more (text, keywords, NOT/OR, MODSEQ): the caller then
     matches every message in full.
     """
     where, rest = ColumnFilter(), []
@@ -127,6 +128,9 @@ def column_plan(keys: list[Key]) -> tuple[ColumnFilter, list[Key]] | None:
         name = key.name
         if name == "AND":
             pending.extend(key.args)
+        elif name == "NEW":
+            where.flags_clear.append("\\Seen")
+            rest.append(Key("RECENT"))
         elif name in FLAG_KEYS:
             flag, wanted = FLAG_KEYS[name]
             (where.flags_set if wanted else where.flags_clear).append(flag)
@@ -156,8 +160,10 @@ def _plan_date(where: ColumnFilter, name: str, day: dt.date) -> None:
         before.append(day)
 
 
-def number_match(key: Key, seq: int, uid: int, resolve: Resolver) -> bool:
+def number_match(key: Key, seq: int, uid: int, resolve: Resolver, recent: set[int]) -> bool:
     """A key of NUMBER_KEYS (or SUBJECT, checked by the caller) for one message."""
+    if key.name in ("RECENT", "OLD"):
+        return (uid in recent) == (key.name == "RECENT")
     if key.name == "SEQ":
         return seq in resolve(key.args[0], False)
     if key.name == "UID":
@@ -190,10 +196,12 @@ def _match(key: Key, c: Candidate, resolve: Resolver) -> bool:
     if name in FLAG_KEYS:
         flag, wanted = FLAG_KEYS[name]
         return (flag in info.flags) == wanted
-    if name in ("ALL", "OLD"):
+    if name == "ALL":
         return True
-    if name == "RECENT":
-        return False  # RFC 3501 §2.3.2: this server keeps no \Recent
+    if name in ("RECENT", "OLD"):
+        return c.recent == (name == "RECENT")
+    if name == "NEW":  # RFC 3501 §6.4.4: "RECENT UNSEEN"
+        return c.recent and "\\Seen" not in info.flags
     if name in ("AND", "NOT", "OR"):
         results = [_match(k, c, resolve) for k in key.args]
         return all(results) if name == "AND" else (not results[0]) if name == "NOT" else any(results)

@@ -15,7 +15,7 @@ from mailcore import store
 from mailcore.imap import wire
 from mailcore.imap.errors import Bad
 from mailcore.imap.parser import SequenceSet
-from mailcore.store import aio, rows
+from mailcore.store import aio, recent, rows
 
 if TYPE_CHECKING:
     from mailcore.imap.session import Session
@@ -35,6 +35,10 @@ class MailboxView:
         self.uidnext = 1
         self.own_changes: dict[int, int] = {}  # UID -> MODSEQ this session already reported
         self.deferred_expunges = False
+        # RFC 3501 §2.3.2 \Recent, for IMAP4rev1 sessions (IMAP4rev2 has none): the UIDs this session
+        # was the first to be told of (read-write), or that no session was told of yet (EXAMINE).
+        self.shows_recent = False
+        self.recent: set[int] = set()
 
     async def load(self) -> store.FolderInfo:
         # Counters first: a message arriving between the two reads is then in `uids` and its
@@ -42,7 +46,22 @@ class MailboxView:
         info = await aio.run(store.folder_info, self.ref)
         self.uids = await aio.run(store.uids, self.ref)
         self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
+        await self._take_recent(self.uids)
         return info
+
+    async def _take_recent(self, uids: list[int]) -> None:
+        """Note which of `uids` (ascending, newly known to this session) are \\Recent for it."""
+        if not self.shows_recent or not uids:
+            return
+        if self.readonly:
+            boundary = await aio.run(recent.recent_boundary, self.ref)
+        else:
+            boundary = await aio.run(recent.claim, self.ref, uids[-1])
+        self.recent.update(uid for uid in uids if uid > boundary)
+
+    def flag_text(self, uid: int, flags: tuple[str, ...] | list[str]) -> str:
+        """A FLAGS list's contents, with \\Recent when it is set for this session."""
+        return " ".join((*flags, "\\Recent") if uid in self.recent else flags)
 
     def close(self) -> None:
         self.subscription.close()
@@ -95,6 +114,7 @@ class MailboxView:
         gone = [uid for uid in expunged if self.seq_of(uid) is not None]
         if not gone:
             return
+        self.recent.difference_update(gone)
         if "QRESYNC" in session.enabled:
             session.untagged(f"VANISHED {wire.sequence_set(gone)}")
             gone_set = set(gone)
@@ -120,6 +140,7 @@ class MailboxView:
         changed = await aio.run(rows.flags, self.ref, None, self.highestmodseq)
         last_known = self.uids[-1] if self.uids else 0
         self._report_expunges(session, current, allow_expunge)
+        await self._take_recent([uid for uid in current if uid > last_known])
         self._report_new(session, current)
         self._report_flags(session, [m for m in changed if m.uid <= last_known])
         self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
@@ -149,6 +170,8 @@ class MailboxView:
         if new:
             self.uids.extend(new)
             session.untagged(f"{len(self.uids)} EXISTS")
+            if self.shows_recent:
+                session.untagged(f"{len(self.recent)} RECENT")  # RFC 3501 §7.3.2
 
     def _report_flags(self, session: Session, changed: list[rows.FlagsRow]) -> None:
         condstore = "CONDSTORE" in session.enabled or "QRESYNC" in session.enabled
@@ -156,7 +179,7 @@ class MailboxView:
             seq = self.seq_of(message.uid)
             if seq is None or self.own_changes.get(message.uid) == message.modseq:
                 continue
-            items = f"UID {message.uid} FLAGS ({' '.join(message.flags)})"
+            items = f"UID {message.uid} FLAGS ({self.flag_text(message.uid, message.flags)})"
             if condstore:
                 items += f" MODSEQ ({message.modseq})"
             session.untagged(f"{seq} FETCH ({items})")

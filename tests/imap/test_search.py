@@ -71,7 +71,9 @@ def client(imap_server, mailbox):
         (["UID", "2:*"], [2, 3]),
         (["2:3", "DELETED"], [3]),
         (["NEW"], [2, 3]),
-        (["RECENT"], []),
+        (["RECENT"], [1, 2, 3]),  # this session selected the folder first
+        (["OLD"], []),
+        (["NEW", "UNDELETED"], [2]),
     ],
 )
 def test_search_keys(client, criteria, expected):

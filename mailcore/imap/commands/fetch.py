@@ -224,15 +224,15 @@ async def _send_light(
         seq = view.seq_of(row.uid)
         if seq is None:
             continue
-        data = b" ".join(_light_item(item.name, row, envelopes) for item in items)
+        data = b" ".join(_light_item(view, item.name, row, envelopes) for item in items)
         s.raw(b"* %d FETCH (" % seq + data + b")\r\n")
         if count % FLUSH_EVERY == 0:
             await s.flush()
 
 
-def _light_item(name: str, row: rows.FlagsRow, envelopes: dict[int, bytes]) -> bytes:
+def _light_item(view: MailboxView, name: str, row: rows.FlagsRow, envelopes: dict[int, bytes]) -> bytes:
     if name == "FLAGS":
-        return b"FLAGS (" + " ".join(row.flags).encode() + b")"
+        return b"FLAGS (" + view.flag_text(row.uid, row.flags).encode() + b")"
     if name == "UID":
         return b"UID %d" % row.uid
     if name == "MODSEQ":
@@ -263,7 +263,8 @@ def render(s: Session, item: Item, message: store.MessageInfo, raw: bytes) -> by
     """One `NAME value` pair of a FETCH response (RFC 9051 §7.5.2)."""
     name = item.name
     if name == "FLAGS":
-        return b"FLAGS (" + " ".join(message.flags).encode() + b")"
+        assert s.selected is not None
+        return b"FLAGS (" + s.selected.flag_text(message.uid, message.flags).encode() + b")"
     if name == "UID":
         return b"UID %d" % message.uid
     if name == "MODSEQ":

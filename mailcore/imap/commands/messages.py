@@ -142,7 +142,7 @@ async def _report_store(s: Session, uids: list[int], result: store.FlagResult, s
             continue
         items = [f"UID {uid}"] if uid_mode or "QRESYNC" in s.enabled else []
         if not silent:
-            items.append(f"FLAGS ({' '.join(flags)})")
+            items.append(f"FLAGS ({view.flag_text(uid, flags)})")
         if condstore and (uid in changed or not silent):
             items.append(f"MODSEQ ({modseq})")
         if silent and uid not in changed:

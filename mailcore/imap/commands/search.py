@@ -110,7 +110,7 @@ async def _column_search(s: Session, keys: list[Key]) -> list[tuple[int, int]] |
     found = []
     for uid in uids:
         seq = view.seq_of(uid)
-        if seq is not None and all(search.number_match(key, seq, uid, resolve) for key in rest):
+        if seq is not None and all(search.number_match(key, seq, uid, resolve, view.recent) for key in rest):
             found.append((seq, uid))
     return found
 
@@ -141,7 +141,7 @@ async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
         seq = view.seq_of(info.uid)
         if seq is None:
             continue
-        candidate = Candidate(seq, info)
+        candidate = Candidate(seq, info, recent=info.uid in view.recent)
         if with_text:
             candidate.raw = await aio.run(store.read_blob, info.blob)
         if search.matches(keys, candidate, resolve):
