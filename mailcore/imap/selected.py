@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mailcore import store
 from mailcore.imap import wire
 from mailcore.imap.errors import Bad
-from mailcore.imap.parser import SequenceSet
+from mailcore.imap.parser import SavedResult, SequenceSet
 from mailcore.store import aio, recent, rows
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class MailboxView:
         # was the first to be told of (read-write), or that no session was told of yet (EXAMINE).
         self.shows_recent = False
         self.recent: set[int] = set()
+        self.saved: list[int] = []  # RFC 5182 §2.1 `$`: empty at SELECT, UIDs of the last SEARCH ... SAVE
 
     async def load(self) -> store.FolderInfo:
         # Counters first: a message arriving between the two reads is then in `uids` and its
@@ -74,11 +75,13 @@ class MailboxView:
 
     def resolve(self, ranges: SequenceSet, uid_mode: bool) -> list[int]:
         """The UIDs (ascending) a sequence set names. RFC 9051 §6.4.8: in a UID set, numbers not in use are ignored."""
+        if isinstance(ranges, SavedResult):
+            return self._resolve_uids(ranges)  # `$` names messages, never an invalid number (RFC 5182 §2.1)
         return self._resolve_uids(ranges) if uid_mode else self._resolve_seqs(ranges)
 
     def resolve_lenient(self, ranges: SequenceSet, uid_mode: bool) -> list[int]:
         """As `resolve`, but sequence numbers beyond EXISTS just match nothing (for SEARCH keys)."""
-        if uid_mode:
+        if uid_mode or isinstance(ranges, SavedResult):
             return self._resolve_uids(ranges)
         count = len(self.uids)
         chosen: set[int] = set()
@@ -114,10 +117,11 @@ class MailboxView:
         gone = [uid for uid in expunged if self.seq_of(uid) is not None]
         if not gone:
             return
-        self.recent.difference_update(gone)
+        gone_set = set(gone)
+        self.recent -= gone_set
+        self.saved = [uid for uid in self.saved if uid not in gone_set]
         if "QRESYNC" in session.enabled:
             session.untagged(f"VANISHED {wire.sequence_set(gone)}")
-            gone_set = set(gone)
             self.uids = [uid for uid in self.uids if uid not in gone_set]
             return
         for uid in reversed(gone):  # highest first, so every number sent is still valid

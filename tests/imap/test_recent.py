@@ -75,3 +75,42 @@ def test_status_deleted_counts_deleted_messages(imap_server, account):
     assert reply[1] == b"* STATUS INBOX (DELETED 2)\r\n"
     assert client.command(b"a STATUS INBOX (DELETED BOGUS)")[0] == b"a BAD unknown STATUS item BOGUS\r\n"
     client.close()
+
+
+# SEARCHRES (RFC 5182) ---------------------------------------------------------------------
+
+
+def test_search_save_then_dollar_in_fetch_store_search_and_uid_commands(imap_server, account):
+    for _ in range(5):
+        store.deliver(MESSAGE, ["alice@example.test"])
+    client, _selected = session(imap_server)
+    assert b"SEARCHRES" in client.command(b"c CAPABILITY", b"c")[0]
+    assert client.command(b"a SEARCH RETURN (SAVE) 2:3") == [b"a OK SEARCH completed\r\n"]
+    assert client.command(b"a FETCH $ (UID)") == [b"* 2 FETCH (UID 2)\r\n", b"* 3 FETCH (UID 3)\r\n",
+                                                  b"a OK FETCH completed\r\n"]
+    assert client.command(b"a UID FETCH $ (UID)")[:2] == [b"* 2 FETCH (UID 2)\r\n", b"* 3 FETCH (UID 3)\r\n"]
+    assert client.command(b"a STORE $ +FLAGS.SILENT (\\Deleted)") == [b"a OK STORE completed\r\n"]
+    assert client.command(b"a SEARCH DELETED NOT $")[0] == b"* SEARCH\r\n"
+    assert client.command(b"a UID SEARCH UID $ DELETED")[0] == b"* SEARCH 2 3\r\n"
+    # with ALL the whole result is saved and returned; with MIN/MAX alone only those messages
+    reply = client.command(b"a UID SEARCH RETURN (SAVE ALL) UNDELETED")
+    assert reply[0] == b'* ESEARCH (TAG "a") UID ALL 1,4:5\r\n'
+    assert client.command(b"a SEARCH $")[0] == b"* SEARCH 1 4 5\r\n"
+    client.command(b"a SEARCH RETURN (SAVE MIN MAX) UNDELETED")
+    assert client.command(b"a SEARCH $")[0] == b"* SEARCH 1 5\r\n"
+    # an expunged message leaves `$`; a new SELECT empties it
+    client.command(b"a STORE 5 +FLAGS.SILENT (\\Deleted)")
+    client.command(b"a EXPUNGE")
+    assert client.command(b"a UID SEARCH $")[0] == b"* SEARCH 1\r\n"
+    client.command(b"a SELECT INBOX")
+    assert client.command(b"a FETCH $ (UID)") == [b"a OK FETCH completed\r\n"]
+    client.close()
+
+
+def test_failed_search_with_save_empties_the_saved_result(imap_server, account):
+    store.deliver(MESSAGE, ["alice@example.test"])
+    client, _selected = session(imap_server)
+    client.command(b"a SEARCH RETURN (SAVE) ALL")
+    assert client.command(b"a SEARCH RETURN (SAVE) BOGUS")[-1] == b"a BAD unknown search key BOGUS\r\n"
+    assert client.command(b"a SEARCH $")[0] == b"* SEARCH\r\n"
+    client.close()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mailcore.imap.session import Session
 
 CHARSETS = {"UTF-8", "US-ASCII"}  # RFC 9051 §6.4.4: UTF-8 is required; others get BADCHARSET
-RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL"}  # RFC 4731 §3.1
+RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL", "SAVE"}  # RFC 4731 §3.1, RFC 5182 §2.1
 SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 _SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv)(\[\d+\])?:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
 
@@ -41,23 +41,40 @@ async def _search(s: Session, p: Parser, uid_mode: bool) -> None:
         options = {o.upper() for o in p.parenthesised(p.atom)}
         if options - RETURN_OPTIONS:
             raise Bad("unknown SEARCH RETURN option")
+        if "SAVE" in options and s.selected is not None:
+            s.selected.saved = []  # RFC 5182 §2.1: a SEARCH ... SAVE that fails leaves `$` empty
         p.sp()
     _charset(p)
     keys = search.parse_program(p)
     p.end()
     if s.rev2 and options is None:
         options = {"ALL"}  # RFC 9051 §6.4.4: IMAP4rev2 answers with ESEARCH
+    view = s.selected
+    assert view is not None
     quick = await _column_search(s, keys)
     found = await run_search(s, keys) if quick is None else []
     pairs = quick if quick is not None else [(c.seq, c.info.uid) for c in found]
     numbers = [uid if uid_mode else seq for seq, uid in pairs]
     if options is not None:
+        if "SAVE" in options:
+            view.saved = _saved(pairs, options)
+            options = options - {"SAVE"}
+            if not options:
+                return  # RFC 5182 §2.1: SAVE alone returns no ESEARCH response
         s.untagged(_esearch(s.tag, numbers, options or {"ALL"}, uid_mode))
         return
     line = "SEARCH" + "".join(f" {n}" for n in numbers)
     if found and any(k.name == "MODSEQ" for k in search.walk(keys)):
         line += f" (MODSEQ {max(c.info.modseq for c in found)})"  # RFC 7162 §3.1.5
     s.untagged(line)
+
+
+def _saved(pairs: list[tuple[int, int]], options: set[str]) -> list[int]:
+    """RFC 5182 §2.1: with MIN and/or MAX (and not ALL or COUNT) only those messages are saved."""
+    uids = sorted(uid for _seq, uid in pairs)
+    if not uids or options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+        return uids
+    return sorted({*([uids[0]] if "MIN" in options else []), *([uids[-1]] if "MAX" in options else [])})
 
 
 def _charset(p: Parser) -> None:
