@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 
+from mailcore.mime.headers import parse_fields
 from mailcore.models import SYSTEM_FLAG_FIELDS, Message
 from mailcore.store.messages import _mailbox, fetch, read_blob
 from mailcore.store.types import FolderRef, MessageInfo
@@ -111,3 +112,16 @@ def fetch_with_bytes(
 ) -> list[tuple[MessageInfo, bytes]]:
     """`fetch` (with structure) and each message's stored bytes, in one call (for a few messages at a time)."""
     return [(info, read_blob(info.blob)) for info in fetch(ref, uids, changed_since)]
+
+
+def header_fields(ref: FolderRef, uids: Iterable[int], names: Iterable[str]) -> dict[int, list[tuple[str, str]]]:
+    """UID -> the top-level header fields called `names` (lowercase), reading only each header from storage.
+
+    For fields the row does not cache, such as References (RFC 5256 §4 THREAD).
+    """
+    wanted = {name.lower() for name in names}
+    result = {}
+    for info in fetch(ref, uids):
+        header = read_blob(info.blob, 0, info.bodystructure.get("header_end") or None)
+        result[info.uid] = [(name, value) for name, value in parse_fields(header) if name in wanted]
+    return result

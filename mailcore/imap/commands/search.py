@@ -1,11 +1,10 @@
 """SEARCH, SORT and THREAD and their UID forms (RFC 9051 §6.4.4, RFC 4731 ESEARCH, RFC 5256 SORT/THREAD)."""
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from mailcore import store
-from mailcore.imap import search, wire
+from mailcore.imap import search, threads, wire
 from mailcore.imap.errors import Bad, No
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.imap.search import Candidate, Key
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 CHARSETS = {"UTF-8", "US-ASCII"}  # RFC 9051 §6.4.4: UTF-8 is required; others get BADCHARSET
 RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL", "SAVE"}  # RFC 4731 §3.1, RFC 5182 §2.1
 SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
-_SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv)(\[\d+\])?:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+THREAD_FIELDS = ("message-id", "references", "in-reply-to")
 
 
 async def cmd_SEARCH(s: Session, p: Parser) -> str:
@@ -221,7 +220,7 @@ def _sort_value(name: str, c: Candidate) -> tuple[object, int]:
     elif name == "SIZE":
         value = info.size
     elif name == "SUBJECT":
-        value = base_subject(env.get("subject") or "")
+        value = threads.base_subject(env.get("subject") or "")[0]
     else:
         field_name = {"DISPLAYFROM": "from", "DISPLAYTO": "to"}.get(name, name.lower())
         first = (env.get(field_name) or [[None, None, "", None]])[0]
@@ -230,19 +229,8 @@ def _sort_value(name: str, c: Candidate) -> tuple[object, int]:
     return value, c.seq
 
 
-def base_subject(subject: str) -> str:
-    """RFC 5256 §2.1 base subject, simplified: decoded, Re:/Fwd:/[list] prefixes and (fwd) trailers removed."""
-    text = " ".join(decode_words(subject).split())
-    previous = None
-    while previous != text:
-        previous = text
-        text = _SUBJECT_PREFIX.sub("", text)
-        text = re.sub(r"\s*\(fwd\)\s*$", "", text, flags=re.IGNORECASE)
-    return text.casefold()
-
-
 async def cmd_THREAD(s: Session, p: Parser) -> str:
-    """RFC 5256 §4 THREAD=REFERENCES (parents from Message-ID / In-Reply-To; the store's thread grouping)."""
+    """RFC 5256 §4 THREAD=REFERENCES (`mailcore/imap/threads.py`)."""
     await _thread(s, p, uid_mode=False)
     return "THREAD completed"
 
@@ -265,45 +253,9 @@ async def _thread(s: Session, p: Parser, uid_mode: bool) -> None:
     keys = search.parse_program(p)
     p.end()
     found = await run_search(s, keys)
-    s.untagged("THREAD " + "".join(_format(t, uid_mode) for t in build_threads(found)) if found else "THREAD")
-
-
-Tree = tuple[Candidate, list["Tree"]]
-
-
-def build_threads(found: list[Candidate]) -> list[Tree]:
-    """Parent = the message whose Message-ID this one's In-Reply-To names; roots sorted by date (RFC 5256 §4)."""
-    by_id = {c.info.envelope.get("message_id"): c for c in found if c.info.envelope.get("message_id")}
-    children: dict[int, list[Candidate]] = {}
-    roots = []
-    for c in sorted(found, key=lambda c: (c.info.sent_date or c.info.internal_date, c.seq)):
-        parent = by_id.get(_first_id(c.info.envelope.get("in_reply_to")))
-        if parent is None or parent is c:
-            roots.append(c)
-        else:
-            children.setdefault(id(parent), []).append(c)
-
-    def tree(c: Candidate, depth: int = 0) -> Tree:
-        kids = children.get(id(c), []) if depth < 100 else []
-        return c, [tree(k, depth + 1) for k in kids]
-
-    return [tree(root) for root in roots]
-
-
-def _first_id(value: str | None) -> str | None:
-    found = re.search(r"<[^<>\s]+>", value or "")
-    return found.group(0) if found else None
-
-
-def _format(node: Tree, uid_mode: bool) -> str:
-    """RFC 5256 §4: `(a b c)` is a chain, `(a (b)(c))` a message with two replies."""
-    c, kids = node
-    number = str(c.info.uid if uid_mode else c.seq)
-    inner = number
-    while len(kids) == 1:
-        c, kids = kids[0]
-        inner += f" {c.info.uid if uid_mode else c.seq}"
-    if kids:
-        inner += " " + "".join(_format(k, uid_mode) for k in kids)
-    return f"({inner})"
-
+    view = s.selected
+    assert view is not None
+    fields = await aio.run(rows.header_fields, view.ref, [c.info.uid for c in found], THREAD_FIELDS)
+    headers = {uid: threads.thread_headers(values) for uid, values in fields.items()}
+    roots = threads.build([c for c in found if c.info.uid in headers], headers)
+    s.untagged("THREAD " + threads.render(roots, uid_mode) if roots else "THREAD")
