@@ -24,6 +24,29 @@ if TYPE_CHECKING:
 MAX_OWN_CHANGES = 10_000  # own flag changes remembered before a full re-read is forced
 
 
+UID_LIST_CACHE_SIZE = 64  # folders whose UID lists this process keeps for SELECT
+_UID_LISTS: dict[tuple[int, int, int, int], tuple[int, ...]] = {}
+
+
+async def _uids_of(ref: store.FolderRef, info: store.FolderInfo) -> list[int]:
+    """Every UID of the folder, from a cache when nothing came or went since it was read.
+
+    (UIDVALIDITY, UIDNEXT, message count) fixes the set: a new message raises UIDNEXT, and
+    without one the count only falls. A list is cached only when it agrees with the
+    counters read before it, so a change between the two reads is never cached.
+    """
+    key = (ref.mailbox_id, info.uidvalidity, info.uidnext, info.messages)
+    cached = _UID_LISTS.get(key)
+    if cached is not None:
+        return list(cached)
+    uids = await aio.run(store.uids, ref)
+    if len(uids) == info.messages and (not uids or uids[-1] < info.uidnext):
+        if len(_UID_LISTS) >= UID_LIST_CACHE_SIZE:
+            _UID_LISTS.clear()
+        _UID_LISTS[key] = tuple(uids)
+    return uids
+
+
 class MailboxView:
     def __init__(self, ref: store.FolderRef, readonly: bool) -> None:
         """Subscribe first, then read the state (`load`), so that no change falls in between."""
@@ -45,7 +68,7 @@ class MailboxView:
         # Counters first: a message arriving between the two reads is then in `uids` and its
         # event still finds a newer HIGHESTMODSEQ, so it is reported, never lost.
         info = await aio.run(store.folder_info, self.ref)
-        self.uids = await aio.run(store.uids, self.ref)
+        self.uids = await _uids_of(self.ref, info)
         self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
         await self._take_recent(self.uids)
         return info
@@ -140,6 +163,13 @@ class MailboxView:
         info = await aio.run(store.folder_info, self.ref)
         if info.highestmodseq == self.highestmodseq and not (allow_expunge and self.deferred_expunges):
             return False
+        if info.uidnext == self.uidnext and info.messages == len(self.uids):
+            # No message came (UIDNEXT would have grown) and none went (the count would be lower,
+            # as it is while an expunge waits to be told): only flags changed. Skip reading every UID.
+            self._report_flags(session, await aio.run(rows.flags, self.ref, None, self.highestmodseq))
+            self.highestmodseq = info.highestmodseq
+            self.own_changes.clear()
+            return True
         current = await aio.run(store.uids, self.ref)
         changed = await aio.run(rows.flags, self.ref, None, self.highestmodseq)
         last_known = self.uids[-1] if self.uids else 0
