@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 
 from mailcore.conf import conf
 from mailcore.store import blobs
@@ -48,8 +48,21 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _call_in_thread(fn: Callable[..., R], *args: object, **kwargs: object) -> R:
-    close_old_connections()
+    _close_unusable_connections()
     return fn(*args, **kwargs)
+
+
+def _close_unusable_connections() -> None:
+    """Django's between-requests check (`close_old_connections`), but a worker keeps a healthy SQLite connection.
+
+    With SQLite, CONN_MAX_AGE is 0: the check would close the connection after every
+    call, and each call would reopen the file and rerun its PRAGMAs (about 2 ms, more
+    than most store calls take). A connection that saw an error is still checked and closed.
+    """
+    for conn in connections.all(initialized_only=True):
+        keep = conn.vendor == "sqlite" and conn.connection is not None and not conn.errors_occurred
+        if not keep or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]:
+            conn.close_if_unusable_or_obsolete()
 
 
 _ALLOWED_MODULES = ("mailcore.store", "mailcore.directory", "mailcore.auth", "mailcore.smtp")
@@ -126,7 +139,7 @@ async def _commit_loop(queue: asyncio.Queue[_Job]) -> None:
 
 
 def _run_batch(jobs: list[_Job]) -> None:
-    close_old_connections()
+    _close_unusable_connections()
     try:
         with blobs.deferred_sync(), transaction.atomic():
             for job in jobs:

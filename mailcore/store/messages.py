@@ -247,7 +247,11 @@ def store_flags(
     result = FlagResult()
     with transaction.atomic():
         mailbox = _mailbox(ref)
-        rows = list(Message.objects.filter(mailbox=mailbox, uid__in=list(uids)).order_by("uid"))
+        rows = list(
+            Message.objects.filter(mailbox=mailbox, uid__in=list(uids))
+            .only("pk", "uid", "modseq", "keywords", *SYSTEM_FLAG_FIELDS.values())  # no JSON parse columns
+            .order_by("uid")
+        )
         if unchanged_since is not None:
             result.modified = [r.uid for r in rows if r.modseq > unchanged_since]
             rows = [r for r in rows if r.modseq <= unchanged_since]
@@ -258,11 +262,24 @@ def store_flags(
         modseq = _next_modseq(mailbox.pk, Counts(unseen=sum(not row.seen for row in rows) - unseen_before))
         for row in changed:
             row.modseq = modseq
-        fields = [*SYSTEM_FLAG_FIELDS.values(), "keywords", "modseq"]
-        Message.objects.bulk_update(changed, fields, batch_size=BULK_BATCH)
+        _write_flags(changed, modseq)
         result.changed = [FlagChange(row.uid, tuple(row.flags), modseq) for row in changed]
         _notify(FLAGS, ref.account_id, mailbox.pk, modseq, tuple(r.uid for r in changed))
     return result
+
+
+def _write_flags(rows: list[Message], modseq: int) -> None:
+    """One UPDATE per distinct resulting flag set (a STORE usually makes one or two), not a CASE per row."""
+    groups: dict[tuple[tuple[bool, ...], tuple[str, ...]], list[int]] = {}
+    for row in rows:
+        key = (tuple(getattr(row, column) for column in SYSTEM_FLAG_FIELDS.values()), tuple(row.keywords))
+        groups.setdefault(key, []).append(row.pk)
+    for (system, keywords), ids in groups.items():
+        values = dict(zip(SYSTEM_FLAG_FIELDS.values(), system, strict=True))
+        for start in range(0, len(ids), BULK_BATCH):
+            Message.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(
+                **values, keywords=list(keywords), modseq=modseq
+            )
 
 
 # Copy, move, expunge ------------------------------------------------------------
