@@ -129,6 +129,8 @@ class Mailbox(models.Model):
     message_count = models.PositiveBigIntegerField(default=0, editable=False)
     unseen_count = models.PositiveBigIntegerField(default=0, editable=False)
     total_size = models.PositiveBigIntegerField(default=0, editable=False)
+    # RFC 3501 §2.3.2: messages with a UID above this are \Recent: no IMAP session was told of them yet.
+    recent_uid = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -268,3 +270,28 @@ class DkimKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.selector}._domainkey.{self.domain}"
+
+
+class ImapImport(models.Model):
+    """How far `importimap` got in one folder of a remote IMAP account (to resume after a stop).
+
+    RFC 3501 §2.3.1.1: a source UID means the same message only while the folder's
+    UIDVALIDITY is unchanged; when it changes the folder is read again from the start.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="imap_imports")
+    host = models.CharField(max_length=255)
+    username = models.CharField(max_length=320)
+    folder = models.CharField(max_length=1000, help_text="The folder's name on the source server.")
+    uidvalidity = models.PositiveBigIntegerField()
+    last_uid = models.PositiveBigIntegerField(default=0, help_text="The highest source UID imported.")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "host", "username", "folder"], name="imap_import_unique")
+        ]
+        verbose_name = "IMAP import"
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.host} {self.folder} -> {self.account}"

@@ -34,16 +34,35 @@ MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 # A sequence set: (first, last) ranges, with None for `*` (RFC 9051 §9 seq-range).
 SequenceSet = list[tuple[int | None, int | None]]
+
+
+class SavedResult(list[tuple[int | None, int | None]]):
+    """RFC 5182 `$`: the saved SEARCH result, as UID ranges whether the command counts in UIDs or not."""
+
+    def __repr__(self) -> str:
+        return "$" + super().__repr__()
+
+
+def uid_ranges(uids: list[int]) -> SavedResult:
+    """Ascending UIDs as ranges of consecutive numbers."""
+    ranges = SavedResult()
+    for uid in uids:
+        if ranges and ranges[-1][1] == uid - 1:
+            ranges[-1] = (ranges[-1][0], uid)
+        else:
+            ranges.append((uid, uid))
+    return ranges
 SAVED_RESULT = "$"  # RFC 5182 search result reference (not supported: BAD)
 
 
 class Parser:
     """A cursor over one command's bytes."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, saved: list[int] | None = None) -> None:
         self.data = data
         self.pos = 0
         self.depth = 0
+        self.saved = saved or []  # RFC 5182: the UIDs `$` stands for in this command
 
     # Low level ------------------------------------------------------------------
 
@@ -217,7 +236,7 @@ class Parser:
     def sequence_set(self) -> SequenceSet:
         """RFC 9051 §9 sequence-set: ranges separated by commas; `*` is the largest number in use."""
         if self.take(b"$"):
-            raise Bad("the saved search result ($) is not supported")
+            return uid_ranges(self.saved)  # RFC 5182 §2.1
         ranges: SequenceSet = []
         while True:
             found = _SEQ_RANGE.match(self.data, self.pos)

@@ -16,13 +16,14 @@ from mailcore.imap.errors import Bad
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.mime.headers import decode_words, parse_fields
 from mailcore.mime.text import extract_text
+from mailcore.store.rows import ColumnFilter
 
 # Keys with no argument: the flag each needs set (True) or clear (False).
 FLAG_KEYS = {
     "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
     "DELETED": ("\\Deleted", True), "UNDELETED": ("\\Deleted", False),
     "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
-    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False), "NEW": ("\\Seen", False),
+    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
     "DRAFT": ("\\Draft", True), "UNDRAFT": ("\\Draft", False),
 }
 STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
@@ -46,6 +47,7 @@ class Candidate:
     seq: int
     info: store.MessageInfo
     raw: bytes = b""
+    recent: bool = False  # RFC 3501 §2.3.2, as the searching session sees it
 
 
 def parse_program(p: Parser) -> list[Key]:
@@ -62,7 +64,7 @@ def parse_key(p: Parser) -> Key:
     if p.data[p.pos : p.pos + 1].isdigit() or p.peek(b"*") or p.peek(b"$"):
         return Key("SEQ", [p.sequence_set()])
     name = p.keyword()
-    if name in FLAG_KEYS or name in ("ALL", "OLD", "RECENT"):
+    if name in FLAG_KEYS or name in ("ALL", "OLD", "RECENT", "NEW"):
         return Key(name)
     if name not in ARGUMENT_KEYS:
         raise Bad(f"unknown search key {name}")
@@ -109,6 +111,66 @@ def _and(p: Parser) -> Key:
     return parse_key(p)
 
 
+# Keys answered from the UID and sequence number alone, after the column filter.
+NUMBER_KEYS = {"ALL", "OLD", "RECENT", "SEQ", "UID"}
+
+
+def column_plan(keys: list[Key]) -> tuple[ColumnFilter, list[Key]] | None:
+    """Split ANDed keys into a filter the database applies and keys matched on UIDs (and Subject) here.
+
+    None when some key needs more (text, keywords, NOT/OR, MODSEQ): the caller then
+    matches every message in full.
+    """
+    where, rest = ColumnFilter(), []
+    pending = list(keys)
+    while pending:
+        key = pending.pop()
+        name = key.name
+        if name == "AND":
+            pending.extend(key.args)
+        elif name == "NEW":
+            where.flags_clear.append("\\Seen")
+            rest.append(Key("RECENT"))
+        elif name in FLAG_KEYS:
+            flag, wanted = FLAG_KEYS[name]
+            (where.flags_set if wanted else where.flags_clear).append(flag)
+        elif name == "LARGER":
+            where.larger_than.append(key.args[0])
+        elif name == "SMALLER":
+            where.smaller_than.append(key.args[0])
+        elif name in DATE_KEYS:
+            _plan_date(where, name, key.args[0])
+        elif name in NUMBER_KEYS or name == "SUBJECT":
+            rest.append(key)
+        else:
+            return None
+    return where, rest
+
+
+def _plan_date(where: ColumnFilter, name: str, day: dt.date) -> None:
+    """RFC 9051 §6.4.4 date keys as whole-day bounds (the same comparison as `_date_match`)."""
+    since, before = (where.sent_since, where.sent_before) if name.startswith("SENT") else (
+        where.internal_since, where.internal_before)
+    kind = name.removeprefix("SENT")
+    if kind in ("SINCE", "ON"):
+        since.append(day)
+    if kind == "ON":
+        before.append(day + dt.timedelta(days=1))
+    if kind == "BEFORE":
+        before.append(day)
+
+
+def number_match(key: Key, seq: int, uid: int, resolve: Resolver, recent: set[int]) -> bool:
+    """A key of NUMBER_KEYS (or SUBJECT, checked by the caller) for one message."""
+    if key.name in ("RECENT", "OLD"):
+        return (uid in recent) == (key.name == "RECENT")
+    if key.name == "SEQ":
+        return seq in resolve(key.args[0], False)
+    if key.name == "UID":
+        return uid in resolve(key.args[0], True)
+    return True
+
+
 def walk(keys: list[Key]) -> list[Key]:
     out: list[Key] = []
     for key in keys:
@@ -134,10 +196,12 @@ def _match(key: Key, c: Candidate, resolve: Resolver) -> bool:
     if name in FLAG_KEYS:
         flag, wanted = FLAG_KEYS[name]
         return (flag in info.flags) == wanted
-    if name in ("ALL", "OLD"):
+    if name == "ALL":
         return True
-    if name == "RECENT":
-        return False  # RFC 3501 §2.3.2: this server keeps no \Recent
+    if name in ("RECENT", "OLD"):
+        return c.recent == (name == "RECENT")
+    if name == "NEW":  # RFC 3501 §6.4.4: "RECENT UNSEEN"
+        return c.recent and "\\Seen" not in info.flags
     if name in ("AND", "NOT", "OR"):
         results = [_match(k, c, resolve) for k in key.args]
         return all(results) if name == "AND" else (not results[0]) if name == "NOT" else any(results)

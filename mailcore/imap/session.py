@@ -266,7 +266,7 @@ class Session:
     async def execute(self, data: bytes) -> None:
         from mailcore.imap.commands import COMMANDS
 
-        parser = Parser(data)
+        parser = Parser(data, self.selected.saved if self.selected is not None else None)
         try:
             self.tag = parser.tag()
         except Bad:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
@@ -358,7 +358,10 @@ def _expunge_rows(ref: FolderRef, uids: list[int]) -> list[int]:
 
 def uids(ref: FolderRef) -> list[int]:
     """Every UID in the folder, ascending: index i is message sequence number i + 1."""
-    return list(Message.objects.filter(mailbox_id=_mailbox(ref).pk).order_by("uid").values_list("uid", flat=True))
+    mailbox_id = _mailbox(ref).pk
+    with connection.cursor() as cursor:  # a plain cursor: several times faster than the ORM for 10,000 rows
+        cursor.execute(f"SELECT uid FROM {Message._meta.db_table} WHERE mailbox_id = %s ORDER BY uid", [mailbox_id])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def fetch(

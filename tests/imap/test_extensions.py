@@ -25,13 +25,13 @@ def test_condstore_select_fetch_changedsince_and_unchangedsince(raw, inbox):
     reply = raw.command(b"a SELECT INBOX (CONDSTORE)")
     assert b"* OK [HIGHESTMODSEQ %d] highest mod-sequence\r\n" % info.highestmodseq in reply
     assert raw.command(b"a STORE 2 +FLAGS (\\Seen)") == [
-        b"* 2 FETCH (FLAGS (\\Seen) MODSEQ (%d))\r\n" % (info.highestmodseq + 1), b"a OK STORE completed\r\n"
+        b"* 2 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))\r\n" % (info.highestmodseq + 1), b"a OK STORE completed\r\n"
     ]
     assert raw.command(b"a FETCH 1:* (FLAGS) (CHANGEDSINCE %d)" % info.highestmodseq) == [
-        b"* 2 FETCH (FLAGS (\\Seen) MODSEQ (%d))\r\n" % (info.highestmodseq + 1), b"a OK FETCH completed\r\n"
+        b"* 2 FETCH (FLAGS (\\Seen \\Recent) MODSEQ (%d))\r\n" % (info.highestmodseq + 1), b"a OK FETCH completed\r\n"
     ]
     assert raw.command(b"a STORE 1:2 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % info.highestmodseq) == [
-        b"* 1 FETCH (FLAGS (\\Flagged) MODSEQ (%d))\r\n" % (info.highestmodseq + 2),
+        b"* 1 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (%d))\r\n" % (info.highestmodseq + 2),
         b"a OK [MODIFIED 2] conditional STORE failed for some messages\r\n",
     ]
     assert raw.command(b"a SEARCH MODSEQ %d" % (info.highestmodseq + 2)) == [
@@ -48,11 +48,11 @@ def test_qresync_select_reports_vanished_and_changed(raw, inbox):
     reply = raw.command(b"a SELECT INBOX (QRESYNC (%d %d 1:3))" % (inbox.uidvalidity, before.highestmodseq))
     after = store.folder_info(inbox)
     assert b"* VANISHED (EARLIER) 2\r\n" in reply
-    assert b"* 1 FETCH (UID 1 FLAGS (\\Deleted) MODSEQ (%d))\r\n" % (before.highestmodseq + 1) in reply
+    assert b"* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent) MODSEQ (%d))\r\n" % (before.highestmodseq + 1) in reply
     assert b"* OK [HIGHESTMODSEQ %d] highest mod-sequence\r\n" % after.highestmodseq in reply
     assert raw.command(b"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % before.highestmodseq) == [
         b"* VANISHED (EARLIER) 2\r\n",
-        b"* 1 FETCH (UID 1 FLAGS (\\Deleted) MODSEQ (%d))\r\n" % (before.highestmodseq + 1),
+        b"* 1 FETCH (UID 1 FLAGS (\\Deleted \\Recent) MODSEQ (%d))\r\n" % (before.highestmodseq + 1),
         b"a OK UID FETCH completed\r\n",
     ]
 

@@ -87,7 +87,7 @@ def test_fetch_body_sets_seen_and_peek_does_not(client, account):
     store.append(store.get_folder(account.pk, "INBOX"), MULTIPART)
     client.select_folder("INBOX")
     assert client.fetch([1], ["BODY.PEEK[TEXT]"])[1].get(b"FLAGS") is None
-    assert client.get_flags([1])[1] == ()
+    assert client.get_flags([1])[1] == (b"\\Recent",)  # RFC 3501 §2.3.2: this session saw it first
     data = client.fetch([1], ["BODY[1]"])[1]
     assert data[b"BODY[1]"] == b"hello" and b"\\Seen" in data[b"FLAGS"]
 
@@ -96,7 +96,7 @@ def test_fetch_in_examine_does_not_set_seen(client, account):
     store.append(store.get_folder(account.pk, "INBOX"), MULTIPART)
     client.select_folder("INBOX", readonly=True)
     client.fetch([1], ["RFC822"])
-    assert client.get_flags([1])[1] == ()
+    assert client.get_flags([1])[1] == (b"\\Recent",)  # EXAMINE shows \Recent without claiming it
 
 
 def test_fetch_invalid_sequence_number_is_bad(raw, account):

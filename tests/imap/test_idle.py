@@ -32,6 +32,7 @@ def test_idle_wakes_on_delivery_in_this_process(imap_server, account):
     assert client.line() == b"+ idling\r\n"
     store.deliver(MESSAGE, ["alice@example.test"])
     assert client.line() == b"* 1 EXISTS\r\n"
+    assert client.line() == b"* 1 RECENT\r\n"  # RFC 3501 §7.3.2
     client.send(b"DONE\r\n")
     assert client.line() == b"a OK IDLE terminated\r\n"
 
@@ -43,9 +44,9 @@ def test_idle_reports_flags_and_expunge_from_another_session(imap_server, accoun
     watcher.send(b"a IDLE\r\n")
     assert watcher.line() == b"+ idling\r\n"
     actor.command(b"b STORE 1 +FLAGS (\\Flagged)", b"b")
-    assert watcher.line() == b"* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\n"
+    assert watcher.line() == b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent))\r\n"
     actor.command(b"b STORE 2 +FLAGS.SILENT (\\Deleted)", b"b")
-    assert watcher.line() == b"* 2 FETCH (UID 2 FLAGS (\\Deleted))\r\n"
+    assert watcher.line() == b"* 2 FETCH (UID 2 FLAGS (\\Deleted \\Recent))\r\n"
     actor.command(b"b EXPUNGE", b"b")
     assert watcher.line() == b"* 2 EXPUNGE\r\n"
     watcher.send(b"DONE\r\n")
@@ -78,6 +79,7 @@ def test_idle_wakes_on_delivery_by_another_process(imap_server, account, blob_di
         input=MESSAGE, env=env, check=True, timeout=60,
     )
     assert client.line() == b"* 1 EXISTS\r\n"
+    assert client.line() == b"* 1 RECENT\r\n"  # RFC 3501 §7.3.2
     client.send(b"DONE\r\n")
     assert client.line() == b"a OK IDLE terminated\r\n"
 
@@ -93,7 +95,8 @@ def test_no_expunge_during_fetch_store_search_but_at_noop(imap_server, account):
     # or later when the event comes through Redis).
     reply = a.command(b"a FETCH 3 (UID)")
     assert reply[0] == b"* 3 FETCH (UID 3)\r\n" and reply[-1] == b"a OK FETCH completed\r\n"
-    assert reply[1:-1] in ([b"* 4 EXISTS\r\n"], [])
+    # `a` selected first: every message is \Recent for it, the expunged one too until it hears of that
+    assert reply[1:-1] in ([b"* 4 EXISTS\r\n", b"* 4 RECENT\r\n"], [])
     heard_exists = bool(reply[1:-1])
     # the expunged message keeps its number until the client may hear of it
     search = a.command(b"a SEARCH ALL")
@@ -103,7 +106,7 @@ def test_no_expunge_during_fetch_store_search_but_at_noop(imap_server, account):
     heard_exists = heard_exists or b"* 4 EXISTS\r\n" in search
     noop = a.command(b"a NOOP")
     assert noop[0] == b"* 2 EXPUNGE\r\n" and noop[-1] == b"a OK NOOP completed\r\n"
-    assert noop[1:-1] == ([] if heard_exists else [b"* 3 EXISTS\r\n"])
+    assert noop[1:-1] == ([] if heard_exists else [b"* 3 EXISTS\r\n", b"* 3 RECENT\r\n"])
     assert a.command(b"a FETCH 3 (UID)") == [b"* 3 FETCH (UID 4)\r\n", b"a OK FETCH completed\r\n"]
 
 

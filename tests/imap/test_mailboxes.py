@@ -119,7 +119,7 @@ def test_select_exact_untagged_responses(raw):
     assert reply == [
         b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n",
         b"* 1 EXISTS\r\n",
-        b"* 0 RECENT\r\n",
+        b"* 1 RECENT\r\n",
         b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] flags that can be stored\r\n",
         b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % info.uidvalidity,
         b"* OK [UIDNEXT 2] predicted next UID\r\n",

@@ -33,13 +33,13 @@ def test_store_replies_with_fetch_flags(raw, filled):
     raw.login()
     raw.command(b"a SELECT INBOX")
     assert raw.command(b"a STORE 1:2 +FLAGS (\\Seen $Work)") == [
-        b"* 1 FETCH (FLAGS (\\Seen $Work))\r\n",
-        b"* 2 FETCH (FLAGS (\\Seen $Work))\r\n",
+        b"* 1 FETCH (FLAGS (\\Seen $Work \\Recent))\r\n",
+        b"* 2 FETCH (FLAGS (\\Seen $Work \\Recent))\r\n",
         b"a OK STORE completed\r\n",
     ]
     assert raw.command(b"a STORE 1 -FLAGS.SILENT $Work") == [b"a OK STORE completed\r\n"]
     assert raw.command(b"a UID STORE 2 FLAGS (\\Flagged)") == [
-        b"* 2 FETCH (UID 2 FLAGS (\\Flagged))\r\n",
+        b"* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n",
         b"a OK UID STORE completed\r\n",
     ]
     assert raw.command(b"a STORE 1 +FLAGS (\\Bogus)") == [b"a BAD unknown system flag\r\n"]
@@ -103,7 +103,7 @@ def test_append_with_literal_plus_and_date(raw, account):
     assert raw.until(b"a") == [b"a OK [APPENDUID %d 1] APPEND completed\r\n" % inbox.uidvalidity]
     raw.command(b"a SELECT INBOX")
     assert raw.command(b"a FETCH 1 (INTERNALDATE FLAGS)") == [
-        b'* 1 FETCH (INTERNALDATE "05-Jan-2024 09:00:00 +0000" FLAGS (\\Seen))\r\n',
+        b'* 1 FETCH (INTERNALDATE "05-Jan-2024 09:00:00 +0000" FLAGS (\\Seen \\Recent))\r\n',
         b"a OK FETCH completed\r\n",
     ]
 

@@ -71,7 +71,9 @@ def client(imap_server, mailbox):
         (["UID", "2:*"], [2, 3]),
         (["2:3", "DELETED"], [3]),
         (["NEW"], [2, 3]),
-        (["RECENT"], []),
+        (["RECENT"], [1, 2, 3]),  # this session selected the folder first
+        (["OLD"], []),
+        (["NEW", "UNDELETED"], [2]),
     ],
 )
 def test_search_keys(client, criteria, expected):
@@ -120,3 +122,32 @@ def test_sort_exact_reply(raw, mailbox):
     raw.command(b"a SELECT INBOX")
     assert raw.command(b"a SORT (REVERSE DATE) UTF-8 ALL") == [b"* SORT 3 2 1\r\n", b"a OK SORT completed\r\n"]
     assert raw.command(b"a UID THREAD REFERENCES UTF-8 ALL") == [b"* THREAD (1 2)(3)\r\n", b"a OK UID THREAD completed\r\n"]
+
+
+COLUMN_CRITERIA = [
+    (["UNSEEN", "SINCE", "2-Mar-2024"], [2, 3]),
+    (["ON", "2-Mar-2024"], [2]),
+    (["BEFORE", "2-Mar-2024", "SEEN"], [1]),
+    (["SENTON", "3-Mar-2024"], [3]),
+    (["SENTBEFORE", "3-Mar-2024", "SENTSINCE", "2-Mar-2024"], [2]),
+    (["LARGER", "400", "DELETED"], [3]),
+    (["SMALLER", "400"], [1, 2]),
+    (["SUBJECT", "RÉSUMÉ", "2:*"], [3]),
+    (["SUBJECT", "plans", "UID", "2"], [2]),
+    (["UNFLAGGED", "1:2"], [1]),
+    (["ANSWERED"], []),
+]
+
+
+@pytest.mark.parametrize(("criteria", "expected"), COLUMN_CRITERIA)
+def test_keys_filtered_in_sql_give_what_full_matching_gives(client, criteria, expected):
+    """Flag, date, size and Subject keys go to the database; NOT NOT (...) forces the full matcher."""
+    assert client.search(criteria, charset="UTF-8") == expected
+    if all(c.isascii() for c in criteria):  # imapclient sends nested lists as ASCII only
+        assert client.search(["NOT", ["NOT", criteria]]) == expected
+
+
+def test_subject_longer_than_the_cached_column_is_still_found(client, mailbox):
+    store.append(mailbox, message("long " + "y" * 1200 + " tailword", "Di <di@example.org>", "body"))
+    client.noop()
+    assert client.search(["SUBJECT", "tailword"]) == [4]

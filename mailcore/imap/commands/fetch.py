@@ -10,7 +10,7 @@ from mailcore.imap import fetchdata, wire
 from mailcore.imap.errors import Bad
 from mailcore.imap.fetchdata import Section
 from mailcore.imap.parser import Parser, SequenceSet
-from mailcore.store import aio
+from mailcore.store import aio, rows
 
 if TYPE_CHECKING:
     from mailcore.imap.selected import MailboxView
@@ -31,6 +31,9 @@ SETS_SEEN = {"RFC822", "RFC822.TEXT", "BODY", "BINARY"}  # with a section: RFC 9
 ENVELOPE_CACHE_SIZE = 100_000  # rendered ENVELOPEs kept per process (about 300 bytes each)
 _ENVELOPES: dict[tuple[int, int, bool], bytes] = {}
 FLUSH_EVERY = 200  # messages per write, so a large FETCH streams instead of piling up
+BODY_BATCH = 20  # messages (with their bytes) read per store call: one thread hop, bounded memory
+MAX_LISTED_UIDS = 1_000  # beyond this many UIDs, reading the whole folder beats an IN (...) list
+LIGHT_ITEMS = {"UID", "FLAGS", "MODSEQ", "ENVELOPE"}  # answered from the flag columns and the envelope cache
 
 
 @dataclass
@@ -186,25 +189,82 @@ async def _send_messages(
 ) -> None:
     if not uids:
         return
+    if all(item.name in LIGHT_ITEMS for item in items):
+        await _send_light(s, view, uids, items, changed_since)
+        return
     needs_blob = any(item.needs_blob for item in items)
     structure = needs_blob or any(item.name in ("BODY", "BODYSTRUCTURE") for item in items)
-    messages = await aio.run(store.fetch, view.ref, uids, changed_since, structure)
-    for count, message in enumerate(messages, 1):
-        seq = view.seq_of(message.uid)
+    count = 0
+    for start in range(0, len(uids), BODY_BATCH if needs_blob else len(uids)):
+        chunk = uids[start : start + BODY_BATCH] if needs_blob else uids
+        if needs_blob:
+            found = await aio.run(rows.fetch_with_bytes, view.ref, chunk, changed_since)
+        else:
+            found = [(m, b"") for m in await aio.run(store.fetch, view.ref, chunk, changed_since, structure)]
+        for message, raw in found:
+            seq = view.seq_of(message.uid)
+            if seq is None:
+                continue
+            s.raw(b"* %d FETCH (" % seq + b" ".join(render(s, item, message, raw) for item in items) + b")\r\n")
+            count += 1
+            if count % FLUSH_EVERY == 0:
+                await s.flush()
+
+
+async def _send_light(
+    s: Session, view: MailboxView, uids: list[int], items: list[Item], changed_since: int | None
+) -> None:
+    """UID, FLAGS, MODSEQ and ENVELOPE: flag columns only, envelopes from the cache (the store for misses)."""
+    everything = len(uids) == len(view.uids)  # resolved from the view: the same UIDs
+    found = await aio.run(rows.flags, view.ref, None if everything else uids, changed_since)
+    envelopes: dict[int, bytes] = {}
+    if any(item.name == "ENVELOPE" for item in items):
+        envelopes = await _envelopes(s, view, [row.uid for row in found])
+    for count, row in enumerate(found, 1):
+        seq = view.seq_of(row.uid)
         if seq is None:
             continue
-        raw = await aio.run(store.read_blob, message.blob) if needs_blob else b""
-        data = b" ".join(render(s, item, message, raw) for item in items)
+        data = b" ".join(_light_item(view, item.name, row, envelopes) for item in items)
         s.raw(b"* %d FETCH (" % seq + data + b")\r\n")
         if count % FLUSH_EVERY == 0:
             await s.flush()
+
+
+def _light_item(view: MailboxView, name: str, row: rows.FlagsRow, envelopes: dict[int, bytes]) -> bytes:
+    if name == "FLAGS":
+        return b"FLAGS (" + view.flag_text(row.uid, row.flags).encode() + b")"
+    if name == "UID":
+        return b"UID %d" % row.uid
+    if name == "MODSEQ":
+        return b"MODSEQ (%d)" % row.modseq
+    return b"ENVELOPE " + envelopes[row.uid]
+
+
+async def _envelopes(s: Session, view: MailboxView, uids: list[int]) -> dict[int, bytes]:
+    """Rendered ENVELOPEs of `uids`; the ones not cached are read from the store in one call."""
+    result: dict[int, bytes] = {}
+    missing = []
+    for uid in uids:
+        cached = _ENVELOPES.get((view.ref.mailbox_id, uid, s.utf8))
+        if cached is None:
+            missing.append(uid)
+        else:
+            result[uid] = cached
+    if missing:
+        wanted = set(missing)
+        listed = missing if len(missing) <= MAX_LISTED_UIDS else None  # many: read the folder, not a long IN list
+        for message in await aio.run(store.fetch, view.ref, listed, None, False):
+            if message.uid in wanted:
+                result[message.uid] = _envelope(s, message)
+    return result
 
 
 def render(s: Session, item: Item, message: store.MessageInfo, raw: bytes) -> bytes:
     """One `NAME value` pair of a FETCH response (RFC 9051 §7.5.2)."""
     name = item.name
     if name == "FLAGS":
-        return b"FLAGS (" + " ".join(message.flags).encode() + b")"
+        assert s.selected is not None
+        return b"FLAGS (" + s.selected.flag_text(message.uid, message.flags).encode() + b")"
     if name == "UID":
         return b"UID %d" % message.uid
     if name == "MODSEQ":

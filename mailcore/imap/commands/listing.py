@@ -31,7 +31,7 @@ async def cmd_LIST(s: Session, p: Parser) -> str:
     if request.patterns == [""]:
         s.untagged(f'LIST (\\Noselect) "{store.DELIMITER}" ""')  # RFC 9051 §6.3.9: the delimiter query
         return "LIST completed"
-    _send_list(s, request, folders, "LIST")
+    await _send_list(s, request, folders, "LIST")
     return "LIST completed"
 
 
@@ -48,7 +48,7 @@ async def cmd_LSUB(s: Session, p: Parser) -> str:
         reference, pattern = mutf7.decode(reference), mutf7.decode(pattern)
     request = ListRequest(selection={"SUBSCRIBED"}, patterns=[reference + pattern])
     folders = await aio.run(store.list_folders, s.account_id)
-    _send_list(s, request, folders, "LSUB")
+    await _send_list(s, request, folders, "LSUB")
     return "LSUB completed"
 
 
@@ -101,9 +101,10 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
-def _send_list(s: Session, request: ListRequest, folders: list[store.FolderInfo], verb: str) -> None:
-    from mailcore.imap.commands.mailboxes import status_line
+async def _send_list(s: Session, request: ListRequest, folders: list[store.FolderInfo], verb: str) -> None:
+    from mailcore.imap.commands.mailboxes import check_status_items, status_counts, status_line
 
+    check_status_items(request.status_items)
     regexes = [pattern_regex(pattern) for pattern in request.patterns]
     names = {f.name for f in folders}
     for folder in folders:
@@ -116,7 +117,9 @@ def _send_list(s: Session, request: ListRequest, folders: list[store.FolderInfo]
         attributes = _attributes(folder, names, request, verb)
         s.untagged(f"{verb} ({' '.join(attributes)}) \"{store.DELIMITER}\" ".encode() + s.mailbox_out(folder.name))
         if request.status_items:
-            s.untagged(status_line(s, folder, request.status_items))
+            ref = store.FolderRef(s.account_id, folder.id, folder.name, folder.uidvalidity)
+            counts = await status_counts(ref, request.status_items)
+            s.untagged(status_line(s, folder, request.status_items, counts))
 
 
 def _attributes(folder: store.FolderInfo, names: set[str], request: ListRequest, verb: str) -> list[str]:

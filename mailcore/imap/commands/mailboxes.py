@@ -12,14 +12,15 @@ from mailcore.imap import wire
 from mailcore.imap.errors import Bad, No
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.imap.selected import MailboxView
-from mailcore.store import aio
+from mailcore.store import aio, recent
 
 if TYPE_CHECKING:
     from mailcore.imap.session import Session
 
 SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 # RFC 9051 §6.3.11 STATUS items (RFC 8438 SIZE, RFC 7162 HIGHESTMODSEQ).
-STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "HIGHESTMODSEQ")
+STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "HIGHESTMODSEQ", "DELETED")
+COUNTED_STATUS_ITEMS = {"RECENT": recent.count_recent, "DELETED": recent.count_deleted}  # need a count query
 
 
 async def cmd_SELECT(s: Session, p: Parser) -> str:
@@ -46,6 +47,7 @@ async def _select(s: Session, p: Parser, readonly: bool) -> str:
             s.untagged("OK [CLOSED] previous mailbox closed")  # RFC 7162 §3.2.11, RFC 9051 §7.1
     ref = await aio.run(store.get_folder, s.account_id, name)
     view = MailboxView(ref, readonly)
+    view.shows_recent = not s.rev2
     info = await view.load()
     _send_select_data(s, view, info)
     if qresync is not None and qresync[0] == ref.uidvalidity:
@@ -90,7 +92,7 @@ def _send_select_data(s: Session, view: MailboxView, info: store.FolderInfo) -> 
     s.untagged(f"FLAGS ({SYSTEM_FLAGS})")
     s.untagged(f"{len(view.uids)} EXISTS")
     if not s.rev2:
-        s.untagged("0 RECENT")  # RFC 3501 §7.3.2; this server keeps no \Recent
+        s.untagged(f"{len(view.recent)} RECENT")  # RFC 3501 §7.3.2
     permanent = "" if view.readonly else f"{SYSTEM_FLAGS} \\*"
     s.untagged(f"OK [PERMANENTFLAGS ({permanent})] flags that can be stored")
     s.untagged(f"OK [UIDVALIDITY {info.uidvalidity}] UIDs valid")
@@ -109,7 +111,8 @@ async def _qresync(s: Session, view: MailboxView, modseq: int, known: SequenceSe
     for message in await aio.run(store.fetch, view.ref, None, modseq, False):
         seq = view.seq_of(message.uid)
         if seq is not None:
-            s.untagged(f"{seq} FETCH (UID {message.uid} FLAGS ({' '.join(message.flags)}) MODSEQ ({message.modseq}))")
+            flags = view.flag_text(message.uid, message.flags)
+            s.untagged(f"{seq} FETCH (UID {message.uid} FLAGS ({flags}) MODSEQ ({message.modseq}))")
 
 
 def _in_range(uid: int, bounds: tuple[int | None, int | None]) -> bool:
@@ -180,25 +183,35 @@ async def cmd_STATUS(s: Session, p: Parser) -> str:
     p.sp()
     items = [item.upper() for item in p.parenthesised(p.atom, allow_empty=False)]
     p.end()
+    check_status_items(items)
     ref = await aio.run(store.get_folder, s.account_id, name)
     info = await aio.run(store.folder_info, ref)
-    s.untagged(status_line(s, info, items))
+    s.untagged(status_line(s, info, items, await status_counts(ref, items)))
     return "STATUS completed"
 
 
-def status_line(s: Session, info: store.FolderInfo, items: list[str]) -> bytes:
+def check_status_items(items: list[str]) -> None:
+    unknown = [item for item in items if item not in STATUS_ITEMS]
+    if unknown:
+        raise Bad(f"unknown STATUS item {unknown[0]}")
+
+
+async def status_counts(ref: store.FolderRef, items: list[str]) -> dict[str, int]:
+    """The STATUS values the folder row does not carry (RECENT, DELETED), only when asked for."""
+    return {item: await aio.run(COUNTED_STATUS_ITEMS[item], ref) for item in items if item in COUNTED_STATUS_ITEMS}
+
+
+def status_line(s: Session, info: store.FolderInfo, items: list[str], counts: dict[str, int]) -> bytes:
+    check_status_items(items)
     values = {
         "MESSAGES": info.messages,
         "UIDNEXT": info.uidnext,
         "UIDVALIDITY": info.uidvalidity,
         "UNSEEN": info.unseen,
-        "RECENT": 0,
         "SIZE": info.size,
         "HIGHESTMODSEQ": info.highestmodseq,
+        **counts,
     }
-    unknown = [item for item in items if item not in values]
-    if unknown:
-        raise Bad(f"unknown STATUS item {unknown[0]}")
     pairs = " ".join(f"{item} {values[item]}" for item in dict.fromkeys(items))
     return b"STATUS " + s.mailbox_out(info.name) + f" ({pairs})".encode()
 
@@ -222,5 +235,5 @@ async def cmd_APPEND(s: Session, p: Parser) -> str:
         ref = await aio.run(store.get_folder, s.account_id, name)
     except store.NoSuchFolder as err:
         raise No(str(err), "TRYCREATE") from err  # RFC 9051 §6.3.12
-    appended = await aio.run(store.append, ref, message, flags, when)
+    appended = await aio.run_durable(store.append, ref, message, flags, when)
     return f"[APPENDUID {appended.uidvalidity} {appended.uid}] APPEND completed"

@@ -10,7 +10,7 @@ from mailcore import store
 from mailcore.imap import wire
 from mailcore.imap.errors import Bad, No
 from mailcore.imap.parser import Parser
-from mailcore.store import aio
+from mailcore.store import aio, rows
 
 if TYPE_CHECKING:
     from mailcore.imap.session import Session
@@ -104,7 +104,8 @@ async def _store(s: Session, p: Parser, uid_mode: bool) -> str:
         raise Bad("unknown system flag")
     view = s.require_selected_writable()
     uids = view.resolve(ranges, uid_mode)
-    result = await aio.run(store.store_flags, view.ref, uids, flags, mode, unchanged_since)
+    # Durable like every write, and committed together with other sessions' concurrent writes.
+    result = await aio.run_durable(store.store_flags, view.ref, uids, flags, mode, unchanged_since)
     for change in result.changed:
         view.own_changes[change.uid] = change.modseq
     await _report_store(s, uids, result, silent, uid_mode)
@@ -128,7 +129,7 @@ async def _report_store(s: Session, uids: list[int], result: store.FlagResult, s
     if silent and not condstore:
         return
     unchanged = [u for u in uids if u not in changed and u not in modified] if not silent else []
-    current = {m.uid: m for m in await aio.run(store.fetch, view.ref, unchanged, None, False)} if unchanged else {}
+    current = {m.uid: m for m in await aio.run(rows.flags, view.ref, unchanged)} if unchanged else {}
     for uid in uids:
         seq = view.seq_of(uid)
         if seq is None or uid in modified:
@@ -141,7 +142,7 @@ async def _report_store(s: Session, uids: list[int], result: store.FlagResult, s
             continue
         items = [f"UID {uid}"] if uid_mode or "QRESYNC" in s.enabled else []
         if not silent:
-            items.append(f"FLAGS ({' '.join(flags)})")
+            items.append(f"FLAGS ({view.flag_text(uid, flags)})")
         if condstore and (uid in changed or not silent):
             items.append(f"MODSEQ ({modseq})")
         if silent and uid not in changed:

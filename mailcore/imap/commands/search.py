@@ -1,24 +1,24 @@
 """SEARCH, SORT and THREAD and their UID forms (RFC 9051 §6.4.4, RFC 4731 ESEARCH, RFC 5256 SORT/THREAD)."""
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from mailcore import store
-from mailcore.imap import search, wire
+from mailcore.imap import search, threads, wire
 from mailcore.imap.errors import Bad, No
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.imap.search import Candidate, Key
 from mailcore.mime.headers import decode_words
-from mailcore.store import aio
+from mailcore.store import aio, rows
 
 if TYPE_CHECKING:
+    from mailcore.imap.selected import MailboxView
     from mailcore.imap.session import Session
 
 CHARSETS = {"UTF-8", "US-ASCII"}  # RFC 9051 §6.4.4: UTF-8 is required; others get BADCHARSET
-RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL"}  # RFC 4731 §3.1
+RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL", "SAVE"}  # RFC 4731 §3.1, RFC 5182 §2.1
 SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
-_SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv)(\[\d+\])?:\s*|\[[^\]]*\]\s*)+", re.IGNORECASE)
+THREAD_FIELDS = ("message-id", "references", "in-reply-to")
 
 
 async def cmd_SEARCH(s: Session, p: Parser) -> str:
@@ -40,21 +40,40 @@ async def _search(s: Session, p: Parser, uid_mode: bool) -> None:
         options = {o.upper() for o in p.parenthesised(p.atom)}
         if options - RETURN_OPTIONS:
             raise Bad("unknown SEARCH RETURN option")
+        if "SAVE" in options and s.selected is not None:
+            s.selected.saved = []  # RFC 5182 §2.1: a SEARCH ... SAVE that fails leaves `$` empty
         p.sp()
     _charset(p)
     keys = search.parse_program(p)
     p.end()
     if s.rev2 and options is None:
         options = {"ALL"}  # RFC 9051 §6.4.4: IMAP4rev2 answers with ESEARCH
-    found = await run_search(s, keys)
-    numbers = [c.info.uid if uid_mode else c.seq for c in found]
+    view = s.selected
+    assert view is not None
+    quick = await _column_search(s, keys)
+    found = await run_search(s, keys) if quick is None else []
+    pairs = quick if quick is not None else [(c.seq, c.info.uid) for c in found]
+    numbers = [uid if uid_mode else seq for seq, uid in pairs]
     if options is not None:
+        if "SAVE" in options:
+            view.saved = _saved(pairs, options)
+            options = options - {"SAVE"}
+            if not options:
+                return  # RFC 5182 §2.1: SAVE alone returns no ESEARCH response
         s.untagged(_esearch(s.tag, numbers, options or {"ALL"}, uid_mode))
         return
     line = "SEARCH" + "".join(f" {n}" for n in numbers)
-    if numbers and any(k.name == "MODSEQ" for k in search.walk(keys)):
+    if found and any(k.name == "MODSEQ" for k in search.walk(keys)):
         line += f" (MODSEQ {max(c.info.modseq for c in found)})"  # RFC 7162 §3.1.5
     s.untagged(line)
+
+
+def _saved(pairs: list[tuple[int, int]], options: set[str]) -> list[int]:
+    """RFC 5182 §2.1: with MIN and/or MAX (and not ALL or COUNT) only those messages are saved."""
+    uids = sorted(uid for _seq, uid in pairs)
+    if not uids or options & {"ALL", "COUNT"} or not options & {"MIN", "MAX"}:
+        return uids
+    return sorted({*([uids[0]] if "MIN" in options else []), *([uids[-1]] if "MAX" in options else [])})
 
 
 def _charset(p: Parser) -> None:
@@ -83,12 +102,37 @@ def _esearch(tag: str, numbers: list[int], options: set[str], uid_mode: bool) ->
     return b" ".join(parts)
 
 
-async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
-    """Every message of the selected mailbox that matches, in sequence order."""
+async def _column_search(s: Session, keys: list[Key]) -> list[tuple[int, int]] | None:
+    """(sequence number, UID) of matches, when the keys map to columns (`search.column_plan`); else None.
+
+    The database filters flags, sizes and dates; Subject is matched here on the cached
+    decoded column (the same text `_text_match` decodes from the envelope), unless cut short.
+    """
     view = s.selected
     assert view is not None
-    with_text = search.needs_text(keys)
-    messages = await aio.run(store.fetch, view.ref, None, None, with_text)
+    plan = search.column_plan(keys)
+    if plan is None:
+        return None
+    where, rest = plan
+    needles = [key.args[0] for key in rest if key.name == "SUBJECT"]
+    if needles:
+        subjects = await aio.run(rows.subjects, view.ref, where)
+        if any(cut for _uid, _subject, cut in subjects):
+            return None
+        uids = [uid for uid, subject, _cut in subjects if all(n in subject.casefold() for n in needles)]
+    else:
+        uids = await aio.run(rows.matching_uids, view.ref, where)
+    resolve = _resolver(view)
+    found = []
+    for uid in uids:
+        seq = view.seq_of(uid)
+        if seq is not None and all(search.number_match(key, seq, uid, resolve, view.recent) for key in rest):
+            found.append((seq, uid))
+    return found
+
+
+def _resolver(view: MailboxView) -> search.Resolver:
+    """Sequence sets of SEARCH keys as sets of UIDs or sequence numbers, each worked out once."""
     cache: dict[tuple[bool, str], set[int]] = {}
 
     def resolve(ranges: SequenceSet, uid_mode: bool) -> set[int]:
@@ -98,12 +142,22 @@ async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
             cache[key] = chosen if uid_mode else {view.seq_of(u) or 0 for u in chosen}
         return cache[key]
 
+    return resolve
+
+
+async def run_search(s: Session, keys: list[Key]) -> list[Candidate]:
+    """Every message of the selected mailbox that matches, in sequence order."""
+    view = s.selected
+    assert view is not None
+    with_text = search.needs_text(keys)
+    messages = await aio.run(store.fetch, view.ref, None, None, with_text)
+    resolve = _resolver(view)
     found = []
     for info in messages:
         seq = view.seq_of(info.uid)
         if seq is None:
             continue
-        candidate = Candidate(seq, info)
+        candidate = Candidate(seq, info, recent=info.uid in view.recent)
         if with_text:
             candidate.raw = await aio.run(store.read_blob, info.blob)
         if search.matches(keys, candidate, resolve):
@@ -166,7 +220,7 @@ def _sort_value(name: str, c: Candidate) -> tuple[object, int]:
     elif name == "SIZE":
         value = info.size
     elif name == "SUBJECT":
-        value = base_subject(env.get("subject") or "")
+        value = threads.base_subject(env.get("subject") or "")[0]
     else:
         field_name = {"DISPLAYFROM": "from", "DISPLAYTO": "to"}.get(name, name.lower())
         first = (env.get(field_name) or [[None, None, "", None]])[0]
@@ -175,19 +229,8 @@ def _sort_value(name: str, c: Candidate) -> tuple[object, int]:
     return value, c.seq
 
 
-def base_subject(subject: str) -> str:
-    """RFC 5256 §2.1 base subject, simplified: decoded, Re:/Fwd:/[list] prefixes and (fwd) trailers removed."""
-    text = " ".join(decode_words(subject).split())
-    previous = None
-    while previous != text:
-        previous = text
-        text = _SUBJECT_PREFIX.sub("", text)
-        text = re.sub(r"\s*\(fwd\)\s*$", "", text, flags=re.IGNORECASE)
-    return text.casefold()
-
-
 async def cmd_THREAD(s: Session, p: Parser) -> str:
-    """RFC 5256 §4 THREAD=REFERENCES (parents from Message-ID / In-Reply-To; the store's thread grouping)."""
+    """RFC 5256 §4 THREAD=REFERENCES (`mailcore/imap/threads.py`)."""
     await _thread(s, p, uid_mode=False)
     return "THREAD completed"
 
@@ -210,45 +253,9 @@ async def _thread(s: Session, p: Parser, uid_mode: bool) -> None:
     keys = search.parse_program(p)
     p.end()
     found = await run_search(s, keys)
-    s.untagged("THREAD " + "".join(_format(t, uid_mode) for t in build_threads(found)) if found else "THREAD")
-
-
-Tree = tuple[Candidate, list["Tree"]]
-
-
-def build_threads(found: list[Candidate]) -> list[Tree]:
-    """Parent = the message whose Message-ID this one's In-Reply-To names; roots sorted by date (RFC 5256 §4)."""
-    by_id = {c.info.envelope.get("message_id"): c for c in found if c.info.envelope.get("message_id")}
-    children: dict[int, list[Candidate]] = {}
-    roots = []
-    for c in sorted(found, key=lambda c: (c.info.sent_date or c.info.internal_date, c.seq)):
-        parent = by_id.get(_first_id(c.info.envelope.get("in_reply_to")))
-        if parent is None or parent is c:
-            roots.append(c)
-        else:
-            children.setdefault(id(parent), []).append(c)
-
-    def tree(c: Candidate, depth: int = 0) -> Tree:
-        kids = children.get(id(c), []) if depth < 100 else []
-        return c, [tree(k, depth + 1) for k in kids]
-
-    return [tree(root) for root in roots]
-
-
-def _first_id(value: str | None) -> str | None:
-    found = re.search(r"<[^<>\s]+>", value or "")
-    return found.group(0) if found else None
-
-
-def _format(node: Tree, uid_mode: bool) -> str:
-    """RFC 5256 §4: `(a b c)` is a chain, `(a (b)(c))` a message with two replies."""
-    c, kids = node
-    number = str(c.info.uid if uid_mode else c.seq)
-    inner = number
-    while len(kids) == 1:
-        c, kids = kids[0]
-        inner += f" {c.info.uid if uid_mode else c.seq}"
-    if kids:
-        inner += " " + "".join(_format(k, uid_mode) for k in kids)
-    return f"({inner})"
-
+    view = s.selected
+    assert view is not None
+    fields = await aio.run(rows.header_fields, view.ref, [c.info.uid for c in found], THREAD_FIELDS)
+    headers = {uid: threads.thread_headers(values) for uid, values in fields.items()}
+    roots = threads.build([c for c in found if c.info.uid in headers], headers)
+    s.untagged("THREAD " + threads.render(roots, uid_mode) if roots else "THREAD")
