@@ -17,7 +17,7 @@ from mailcore.store.folders import (
     rename_folder,
     set_subscribed,
 )
-from mailcore.store.listing import ListEntry, page, search_messages
+from mailcore.store.listing import ListEntry, newest_of_threads, page, search_messages, thread, thread_sizes
 from mailcore.store.locks import acquire_lock, release_lock, renew_lock
 from mailcore.store.messages import (
     FLAG_ADD,
@@ -100,6 +100,7 @@ __all__ = [
     "hub",
     "list_folders",
     "move",
+    "newest_of_threads",
     "normalize_name",
     "page",
     "quota",
@@ -112,5 +113,7 @@ __all__ = [
     "search_messages",
     "set_subscribed",
     "store_flags",
+    "thread",
+    "thread_sizes",
     "uids",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from mailcore.models import Mailbox, Message
@@ -93,3 +93,34 @@ def _start_of(day: dt.date) -> dt.datetime:
 
 def _bounded(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE_SIZE))
+
+
+# Conversations (the webmail's conversation view) ---------------------------------
+
+
+def newest_of_threads(ref: FolderRef, thread_ids: list[int]) -> dict[int, int]:
+    """For each thread, the highest UID it has in this folder (a thread is listed once, at its newest)."""
+    if not thread_ids:
+        return {}
+    rows = (Message.objects.filter(mailbox_id=_mailbox(ref).pk, thread_id__in=thread_ids)
+            .values("thread_id").annotate(newest=Max("uid")).values_list("thread_id", "newest"))
+    return dict(rows)
+
+
+def thread_sizes(account_id: int, thread_ids: list[int]) -> dict[int, int]:
+    """How many messages each thread has in all the account's folders (Sent included)."""
+    if not thread_ids:
+        return {}
+    rows = (Message.objects.filter(mailbox__account_id=account_id, thread_id__in=thread_ids)
+            .values("thread_id").annotate(size=Count("pk")).values_list("thread_id", "size"))
+    return dict(rows)
+
+
+def thread(account_id: int, thread_id: int, limit: int = MAX_PAGE_SIZE) -> list[ListEntry]:
+    """The messages of one thread in every folder of the account, oldest first."""
+    rows = list(Message.objects.filter(mailbox__account_id=account_id, thread_id=thread_id)
+                .order_by("internal_date", "pk")[: _bounded(limit)])
+    names = dict(Mailbox.objects.filter(account_id=account_id).values_list("pk", "name"))
+    snippets = fulltext.backend().snippets([row.pk for row in rows])
+    return [ListEntry(r.mailbox_id, names.get(r.mailbox_id, ""), _message_info(r), snippets.get(r.pk, ""), r.pk)
+            for r in rows]

@@ -49,14 +49,30 @@ def folder_view(request: HttpRequest, folder_id: int) -> HttpResponse:
 def _list_context(request: HttpRequest, ref: FolderRef, entries: list[store.ListEntry], size: int) -> dict[str, Any]:
     more = len(entries) > size
     entries = entries[:size]
-    account_id = mail_user(request).account_id
+    user = mail_user(request)
+    account_id = user.account_id
+    next_before = entries[-1].key if more and entries else None
+    thread_counts: dict[int, int] = {}
+    if user.prefs.conversations:
+        entries, thread_counts = conversations(ref, account_id, entries)
     return {
         "folder": ref,
         "entries": entries,
-        "next_before": entries[-1].key if more and entries else None,
+        "thread_counts": thread_counts,
+        "conversations": user.prefs.conversations,
+        "next_before": next_before,
         "is_trash": _is_special(account_id, ref, "\\Trash"),
         **sidebar(account_id),
     }
+
+
+def conversations(ref: FolderRef, account_id: int, entries: list[store.ListEntry]
+                  ) -> tuple[list[store.ListEntry], dict[int, int]]:
+    """Each thread once, at its newest message in this folder, with its size over all folders (Sent too)."""
+    thread_ids = sorted({e.info.thread_id for e in entries if e.info.thread_id is not None})
+    newest = store.newest_of_threads(ref, thread_ids)
+    shown = [e for e in entries if e.info.thread_id is None or newest.get(e.info.thread_id) == e.info.uid]
+    return shown, store.thread_sizes(account_id, thread_ids)
 
 
 def _is_special(account_id: int, ref: FolderRef, special_use: str) -> bool:

@@ -64,9 +64,18 @@ def message_view(request: HttpRequest, folder_id: int, uid: int) -> HttpResponse
         "remote_blocked": bool(html_path) and _has_blocked_remote(request, ref, info, raw, html_path),
         "attachments": [a for a in mime.attachments(info.bodystructure) if not a.inline or not html_path],
         "flagged": "\\Flagged" in info.flags,
+        "conversation": _conversation(user.account_id, user.prefs.conversations, info),
         **sidebar(user.account_id),
     }
     return render(request, "webmail/message.html", context)
+
+
+def _conversation(account_id: int, enabled: bool, info: MessageInfo) -> list[store.ListEntry]:
+    """The other messages of this message's thread, in every folder (Sent included), oldest first."""
+    if not enabled or info.thread_id is None:
+        return []
+    entries = store.thread(account_id, info.thread_id)
+    return entries if len(entries) > 1 else []
 
 
 def _allow_remote(request: HttpRequest, ref: FolderRef, info: MessageInfo) -> bool:
