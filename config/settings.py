@@ -267,3 +267,6 @@ SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network by
 # --- Performance (perf): answer cache of the MX's SPF, DKIM and DMARC lookups ---
 # Entries kept, each no longer than its TTL; 0 turns the cache off (the tests do, as they change records).
 MAIL_DNS_CACHE_SIZE = env.int("MAIL_DNS_CACHE_SIZE", default=10_000)
+
+# --- Webmail 2 (issue 7): undo send ---
+MAIL_WEBMAIL_UNDO_SEND_SECONDS = env.int("MAIL_WEBMAIL_UNDO_SEND_SECONDS", default=5)  # 0: send at once

@@ -199,5 +199,12 @@ class MailConf:
         """Answers the MX's SPF/DKIM/DMARC lookups keep, each for its TTL (MAIL_DNS_CACHE_SIZE); 0: off."""
         return max(0, int(settings.MAIL_DNS_CACHE_SIZE))
 
+    # --- webmail (issue 7) ---
+
+    @property
+    def webmail_undo_send_seconds(self) -> int:
+        """Seconds a message sent from the webmail is held for "undo send" (0: submitted at once)."""
+        return max(0, int(settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS))
+
 
 conf = MailConf()

@@ -85,6 +85,9 @@ def background_jobs() -> list[Callable[[], Coroutine[Any, Any, None]]]:
         from mailcore.delivery.runner import delivery_runner
 
         jobs.append(delivery_runner)
+    from webmail.outbox import outbox_runner  # undo send: held webmail messages are submitted here
+
+    jobs.append(outbox_runner)
     return jobs
 
 

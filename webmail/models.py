@@ -30,3 +30,24 @@ class Preferences(models.Model):
     def of(cls, user: object) -> Preferences:
         prefs, _ = cls.objects.get_or_create(user=user)
         return prefs
+
+
+class PendingSend(models.Model):
+    """A message the user sent from the webmail, held until `due_at` so that "undo send" can stop it.
+
+    The row is the durable truth (committed before the user sees "sending"): a crash
+    during the window loses nothing, the outbox job submits it when it comes back.
+    Nothing is delivered, locally or remotely, and nothing is queued until release.
+    """
+
+    account_id = models.BigIntegerField(db_index=True)
+    sender = models.CharField(max_length=320)
+    recipients = models.JSONField(default=list)
+    message = models.BinaryField()  # what is submitted (no Bcc header)
+    draft = models.BinaryField()  # what goes back to Drafts on undo (Bcc kept)
+    summary = models.CharField(max_length=300, blank=True)  # "To: ..." line shown while held
+    due_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"pending send {self.pk} of account {self.account_id} due {self.due_at:%H:%M:%S}"

@@ -113,5 +113,12 @@
       }).catch(function () {});
   }
   setInterval(poll, POLL_MS);
+
+  // Undo send: once the window has passed, show whether the message went.
+  document.addEventListener("DOMContentLoaded", function () {
+    var held = document.getElementById("undo-send");
+    if (!held || !held.dataset.doneUrl) return;
+    setTimeout(function () { window.location = held.dataset.doneUrl; }, parseInt(held.dataset.remainingMs, 10) + 1500);
+  });
   document.addEventListener("DOMContentLoaded", poll);
 })();

@@ -44,3 +44,9 @@ def bob_client(bob) -> Client:
 @pytest.fixture
 def inbox(alice) -> store.FolderRef:
     return store.get_folder(alice.pk, store.INBOX)
+
+
+@pytest.fixture(autouse=True)
+def send_at_once(settings):
+    """Webmail tests send without the undo window unless they test it (tests/webmail/test_undo_send.py)."""
+    settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS = 0

@@ -5,15 +5,20 @@ import logging
 from typing import Any
 
 from django.contrib import messages as notices
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailcore import directory, mime, store
 from mailcore.mime.headers import first, parse_fields, split_header
-from mailcore.smtp.submission import SubmissionError, submit
-from webmail import compose
+from mailcore.conf import conf
+from mailcore.smtp.recipients import check_recipient
+from mailcore.smtp.replies import SMTPError
+from mailcore.smtp.submission import SubmissionError, check_from_header, check_sender, submit
+from webmail import compose, outbox
 from webmail.views.common import (
     folder_by_id,
     mail_login_required,
@@ -50,6 +55,9 @@ def _form_context(request: HttpRequest, initial: dict[str, Any], error: str = ""
 def compose_view(request: HttpRequest) -> HttpResponse:
     user = mail_user(request)
     if request.method == "GET":
+        draft_uid = request.GET.get("draft", "")
+        if draft_uid.isdigit():
+            return render(request, "webmail/compose.html", _form_context(request, _draft_form(request, int(draft_uid))))
         signature = f"\n\n-- \n{user.prefs.signature}" if user.prefs.signature else ""
         return render(request, "webmail/compose.html", _form_context(request, {"text": signature}))
     form = {name: request.POST.get(name, "") for name in FORM_FIELDS}
@@ -63,6 +71,32 @@ def compose_view(request: HttpRequest) -> HttpResponse:
     except (compose.ComposeError, SubmissionError) as err:
         text = err.reply if isinstance(err, SubmissionError) else str(err)
         return render(request, "webmail/compose.html", _form_context(request, form, str(text)), status=400)
+
+
+def _draft_form(request: HttpRequest, uid: int) -> dict[str, Any]:
+    """The compose form of a message in Drafts (its attachments are carried like a forward's)."""
+    user = mail_user(request)
+    drafts = special_folder(user.account_id, "\\Drafts")
+    if drafts is None:
+        raise Http404("no Drafts folder")
+    info = message_or_404(drafts, uid)
+    raw = store.read_message(drafts, uid)
+    fields = _parent_headers(raw)
+    sender = next(iter(_plain_addresses(info.envelope.get("from") or [])), user.address)
+    return {
+        "sender": sender, "subject": info.subject, "draft_uid": str(uid),
+        "to": ", ".join(_address_text(info.envelope.get("to") or [])),
+        "cc": ", ".join(_address_text(info.envelope.get("cc") or [])),
+        "bcc": ", ".join(_address_text(info.envelope.get("bcc") or [])),
+        "in_reply_to": first(fields, "in-reply-to") or "", "references": first(fields, "references") or "",
+        "text": mime.extract_text(raw, info.bodystructure),
+        "forward": f"{drafts.mailbox_id}:{uid}",
+        "forwarded": [a.filename or "attachment" for a in mime.attachments(info.bodystructure)],
+    }
+
+
+def _plain_addresses(addresses: list[list[str | None]]) -> list[str]:
+    return [f"{local}@{host}" for _name, _adl, local, host in addresses if local and host]
 
 
 def _draft_from(request: HttpRequest, form: dict[str, str]) -> compose.Draft:
@@ -122,11 +156,57 @@ def _send(request: HttpRequest, draft: compose.Draft, form: dict[str, str]) -> H
     raw, recipients = compose.build(draft)
     if not recipients:
         raise compose.ComposeError(_("Add at least one recipient."))
+    if conf.webmail_undo_send_seconds:
+        _check_submission(user.account_id, draft.sender, recipients, raw)
+        draft_raw, _rcpts = compose.build(draft, include_bcc=True)
+        held = outbox.hold(user.account_id, draft.sender, recipients, raw, draft_raw)
+        _drop_old_draft(user.account_id, form)
+        return redirect("webmail:outbox", pending_id=held.pk)
     result = submit(user.account_id, draft.sender, recipients, raw, save_to_sent=True)
     _drop_old_draft(user.account_id, form)
     log.info("webmail sent %s account=%s", result.message_id, user.account_id)
     notices.info(request, _("Message sent."))
     return redirect("webmail:inbox")
+
+
+def _check_submission(account_id: int, sender: str, recipients: list[str], raw: bytes) -> None:
+    """Refuse now what submission would refuse at release (sender, From, unknown or full local mailbox)."""
+    check_sender(account_id, sender)
+    check_from_header(account_id, raw)
+    for address in recipients:
+        try:
+            check_recipient(address, relay_allowed=True)
+        except SMTPError as err:
+            raise SubmissionError(err.reply) from err
+
+
+@require_GET
+@mail_login_required
+def outbox_view(request: HttpRequest, pending_id: int) -> HttpResponse:
+    """"Sending in N seconds" with the Undo button; "sent" once the window has passed."""
+    user = mail_user(request)
+    held = outbox.pending(user.account_id, pending_id)
+    remaining = max(0.0, (held.due_at - timezone.now()).total_seconds()) if held else 0.0
+    context = {"held": held, "pending_id": pending_id, "remaining_ms": int(remaining * 1000),
+               "remaining": int(remaining + 0.999), **sidebar(user.account_id)}
+    return render(request, "webmail/outbox.html", context)
+
+
+@require_POST
+@mail_login_required
+def undo_send(request: HttpRequest, pending_id: int) -> HttpResponse:
+    """Stop a held message within its window; it goes back to Drafts and opens in the editor."""
+    user = mail_user(request)
+    draft_raw = outbox.undo(user.account_id, pending_id)
+    if draft_raw is None:
+        notices.error(request, _("Too late to undo: the message has been sent."))
+        return redirect("webmail:inbox")
+    drafts = special_folder(user.account_id, "\\Drafts")
+    if drafts is None:
+        raise Http404("no Drafts folder")
+    saved = store.append(drafts, draft_raw, flags=["\\Draft", "\\Seen"])
+    notices.info(request, _("Sending undone. The message is back in Drafts."))
+    return redirect(f"{reverse('webmail:compose')}?draft={saved.uid}")
 
 
 def _parent_headers(raw: bytes) -> list[tuple[str, str]]:
