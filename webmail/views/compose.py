@@ -6,15 +6,15 @@ from typing import Any
 
 from django.contrib import messages as notices
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailcore import directory, mime, store
-from mailcore.mime.headers import first, parse_fields, split_header
 from mailcore.conf import conf
+from mailcore.mime.headers import first, parse_fields, split_header
 from mailcore.smtp.recipients import check_recipient
 from mailcore.smtp.replies import SMTPError
 from mailcore.smtp.submission import SubmissionError, check_from_header, check_sender, submit
