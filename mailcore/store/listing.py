@@ -104,7 +104,7 @@ def newest_of_threads(ref: FolderRef, thread_ids: list[int]) -> dict[int, int]:
         return {}
     rows = (Message.objects.filter(mailbox_id=_mailbox(ref).pk, thread_id__in=thread_ids)
             .values("thread_id").annotate(newest=Max("uid")).values_list("thread_id", "newest"))
-    return dict(rows)
+    return {int(thread_id): int(newest) for thread_id, newest in rows if thread_id is not None}
 
 
 def thread_sizes(account_id: int, thread_ids: list[int]) -> dict[int, int]:
@@ -113,7 +113,7 @@ def thread_sizes(account_id: int, thread_ids: list[int]) -> dict[int, int]:
         return {}
     rows = (Message.objects.filter(mailbox__account_id=account_id, thread_id__in=thread_ids)
             .values("thread_id").annotate(size=Count("pk")).values_list("thread_id", "size"))
-    return dict(rows)
+    return {int(thread_id): int(size) for thread_id, size in rows if thread_id is not None}
 
 
 def thread(account_id: int, thread_id: int, limit: int = MAX_PAGE_SIZE) -> list[ListEntry]:
