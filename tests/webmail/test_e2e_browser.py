@@ -159,3 +159,58 @@ def test_vietnamese_interface_and_phone_layout(alice, live_server, browser):
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
     shot(page, "06-shortcuts-help-vi")
+
+
+@pytest.fixture
+def outbox_job():
+    """What runmail's outbox job does (webmail.outbox.release_due), in a thread for the live server's run."""
+    import threading
+
+    from django.db import connections
+
+    from webmail import outbox
+
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            while not stop.wait(0.2):
+                outbox.release_due()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(5)
+
+
+def test_undo_send_autosave_and_autocomplete_in_chromium(alice, bob, live_server, browser, settings, outbox_job):
+    settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS = 2
+    base = live_server.url
+    page = open_page(browser, base)
+    sign_in(page, base, "alice@example.test", ALICE_PW)
+    bob_inbox = store.get_folder(bob.pk, store.INBOX)
+
+    page.click("#compose-link")
+    page.fill("#to", "bob@example.test")
+    page.fill("#subject", "Second thoughts")
+    page.fill("#text", "Maybe not.")
+    page.click("#send")
+    page.wait_for_selector("#undo-send-button")
+    shot(page, "05-undo-send")
+    page.click("#undo-send-button")
+    page.wait_for_selector("#compose-form")
+    assert page.input_value("#to") == "bob@example.test" and page.input_value("#subject") == "Second thoughts"
+    assert store.uids(bob_inbox) == []
+
+    page.fill("#text", "Yes, after all.")
+    page.click("#send")
+    page.wait_for_selector("#undo-send-button")
+    page.wait_for_selector("#sent-done", timeout=TIMEOUT_MS)  # the page checks back when the window has passed
+    got = store.fetch(bob_inbox)
+    assert [m.subject for m in got] == ["Second thoughts"]
+    drafts = store.folder_by_special_use(alice.pk, "\\Drafts")
+    assert store.uids(drafts) == []  # the reopened draft went with the message
+    assert page.csp_errors == []
