@@ -138,3 +138,49 @@ def test_settings_change_page_size_signature_and_password(alice_client, alice):
 
     assert check_login("alice@example.test", "n3w-Passw0rd!") is not None
     assert alice_client.get("/settings/").status_code == 200  # still signed in
+
+
+def test_autosave_saves_a_draft_and_replaces_the_previous_one(alice_client, alice):
+    drafts = store.folder_by_special_use(alice.pk, "\\Drafts")
+    form = {"action": "draft", "autosave": "1", "sender": "alice@example.test", "to": "bob@example.test",
+            "subject": "Thinking", "text": "first words"}
+    first = alice_client.post("/compose/", form).json()
+    assert store.uids(drafts) == [first["draft_uid"]] and first["forward"] == ""
+    second = alice_client.post("/compose/", {**form, "text": "more words", "draft_uid": first["draft_uid"]}).json()
+    assert store.uids(drafts) == [second["draft_uid"]]
+    raw = store.read_message(drafts, second["draft_uid"])
+    assert b"more words" in raw and b"first words" not in raw
+
+
+def test_autosave_of_a_reopened_draft_keeps_its_attachments(alice_client, alice):
+    drafts = store.folder_by_special_use(alice.pk, "\\Drafts")
+    upload = SimpleUploadedFile("plan.txt", b"the plan", content_type="text/plain")
+    alice_client.post("/compose/", {"action": "draft", "sender": "alice@example.test", "to": "bob@example.test",
+                                    "subject": "With file", "text": "see", "attachments": [upload]})
+    uid = store.uids(drafts)[0]
+    page = alice_client.get(f"/compose/?draft={uid}").content.decode()
+    assert "plan.txt" in page and f'name="forward" value="{drafts.mailbox_id}:{uid}"' in page
+    saved = alice_client.post("/compose/", {"action": "draft", "autosave": "1", "sender": "alice@example.test",
+                                            "to": "bob@example.test", "subject": "With file", "text": "see again",
+                                            "draft_uid": str(uid), "forward": f"{drafts.mailbox_id}:{uid}"}).json()
+    assert saved["forward"] == f"{drafts.mailbox_id}:{saved['draft_uid']}"
+    info = store.fetch(drafts, [saved["draft_uid"]])[0]
+    assert [a.filename for a in mime.attachments(info.bodystructure)] == ["plan.txt"]
+
+
+def test_another_users_draft_cannot_be_opened(alice_client, bob_client, alice, bob):
+    alice_client.post("/compose/", {"action": "draft", "sender": "alice@example.test", "to": "x@remote.test",
+                                    "subject": "private", "text": "t"})
+    uid = store.uids(store.folder_by_special_use(alice.pk, "\\Drafts"))[0]
+    page = bob_client.get(f"/compose/?draft={uid}")
+    assert page.status_code == 404 or b"private" not in page.content
+
+
+def test_autocomplete_offers_past_correspondents(alice_client, alice, bob, inbox):
+    deliver(message("From Carol", sender="carol@remote.test"))
+    send(alice_client, to="Dan <dan@remote.test>", subject="s", text="t")
+    page = alice_client.get("/compose/").content.decode()
+    datalist = page[page.index('<datalist id="correspondents">'):page.index("</datalist>")]
+    assert "<option value=\"dan@remote.test\">" in datalist
+    assert '<option value="Carol &lt;carol@remote.test&gt;">' in datalist
+    assert "bob@example.test" not in datalist

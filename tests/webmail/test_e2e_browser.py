@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailcore import store
+from mailcore import mime, store
 from tests.smtp.conftest import servers, smtp_settings, tls_files  # noqa: F401 - fixtures
 from tests.support.dnsserver import dns_server  # noqa: F401 - a fixture smtp_settings uses
 from tests.webmail.conftest import ALICE_PW, BOB_PW
@@ -197,8 +197,17 @@ def test_undo_send_autosave_and_autocomplete_in_chromium(alice, bob, live_server
     page.fill("#to", "bob@example.test")
     page.fill("#subject", "Second thoughts")
     page.fill("#text", "Maybe not.")
-    page.click("#send")
+    page.wait_for_selector("#autosave-status:has-text('Draft saved.')")  # autosave, every 5 s while changed
+    drafts = store.folder_by_special_use(alice.pk, "\\Drafts")
+    assert [m.subject for m in store.fetch(drafts)] == ["Second thoughts"]
+    dropped = page.evaluate_handle(
+        "() => { const d = new DataTransfer();"
+        " d.items.add(new File(['dropped bytes'], 'dropped.txt', {type: 'text/plain'})); return d; }")
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    assert page.locator("#attachment-list", has_text="dropped.txt").is_visible()
+    page.click("#send")  # with a file: sent by XHR with the progress bar
     page.wait_for_selector("#undo-send-button")
+    assert page.evaluate("document.getElementById('upload-progress') === null")
     shot(page, "05-undo-send")
     page.click("#undo-send-button")
     page.wait_for_selector("#compose-form")
@@ -211,6 +220,6 @@ def test_undo_send_autosave_and_autocomplete_in_chromium(alice, bob, live_server
     page.wait_for_selector("#sent-done", timeout=TIMEOUT_MS)  # the page checks back when the window has passed
     got = store.fetch(bob_inbox)
     assert [m.subject for m in got] == ["Second thoughts"]
-    drafts = store.folder_by_special_use(alice.pk, "\\Drafts")
+    assert [a.filename for a in mime.attachments(got[0].bodystructure)] == ["dropped.txt"]
     assert store.uids(drafts) == []  # the reopened draft went with the message
     assert page.csp_errors == []

@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 from django.contrib import messages as notices
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -31,6 +31,8 @@ from webmail.views.message import _address_text
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 20
+CORRESPONDENT_SCAN = 200  # newest messages of Sent and of INBOX read for autocomplete
+MAX_CORRESPONDENTS = 300
 FORM_FIELDS = ("to", "cc", "bcc", "subject", "text", "in_reply_to", "references")
 
 
@@ -40,12 +42,29 @@ def identities(account_id: int, login: str) -> list[str]:
     return [login, *[a for a in others if a.lower() != login.lower()]]
 
 
+def correspondents(account_id: int) -> list[str]:
+    """Addresses for autocomplete: whom I wrote to (Sent) and who wrote to me (INBOX), recent first."""
+    seen: dict[str, str] = {}
+    sources = [(special_folder(account_id, "\\Sent"), ("to", "cc", "bcc")), (store.get_folder(account_id, store.INBOX),
+                                                                           ("from", "reply_to"))]
+    for ref, roles in sources:
+        if ref is None:
+            continue
+        for entry in store.page(ref, limit=CORRESPONDENT_SCAN):
+            for role in roles:
+                for shown in _address_text(entry.info.envelope.get(role) or []):
+                    key = shown.rpartition("<")[2].strip(">").lower()
+                    seen.setdefault(key, shown)
+    return list(seen.values())[:MAX_CORRESPONDENTS]
+
+
 def _form_context(request: HttpRequest, initial: dict[str, Any], error: str = "") -> dict[str, Any]:
     user = mail_user(request)
     from django.conf import settings
 
     return {
         "form": initial, "error": error, "identities": identities(user.account_id, user.address),
+        "correspondents": correspondents(user.account_id),
         "max_attachment_size": settings.MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE, **sidebar(user.account_id),
     }
 
@@ -63,6 +82,7 @@ def compose_view(request: HttpRequest) -> HttpResponse:
     form = {name: request.POST.get(name, "") for name in FORM_FIELDS}
     form["sender"] = request.POST.get("sender", user.address)
     form["draft_uid"] = request.POST.get("draft_uid", "")
+    form["forward"] = request.POST.get("forward", "")
     try:
         draft = _draft_from(request, form)
         if request.POST.get("action") == "draft":
@@ -136,10 +156,20 @@ def _save_draft(request: HttpRequest, draft: compose.Draft, form: dict[str, str]
     raw, _rcpts = compose.build(draft, include_bcc=True)
     saved = store.append(drafts, raw, flags=["\\Draft", "\\Seen"])
     _drop_old_draft(account_id, form)
+    if request.POST.get("autosave"):
+        return JsonResponse({"draft_uid": saved.uid, "forward": _forward_after_resave(drafts, form, saved.uid)})
     if request.htmx:
         return HttpResponse(str(saved.uid), content_type="text/plain")
     notices.info(request, _("Draft saved."))
     return redirect("webmail:folder", folder_id=drafts.mailbox_id)
+
+
+def _forward_after_resave(drafts: store.FolderRef, form: dict[str, str], new_uid: int) -> str:
+    """A reopened draft carries its attachments from itself; after a re-save they are in the new copy."""
+    forward = form.get("forward", "")
+    if forward and forward == f"{drafts.mailbox_id}:{form.get('draft_uid', '')}":
+        return f"{drafts.mailbox_id}:{new_uid}"
+    return forward
 
 
 def _drop_old_draft(account_id: int, form: dict[str, str]) -> None:

@@ -1,0 +1,92 @@
+// Compose: draft autosave, attachments by drag and drop with upload progress.
+// A file of its own (the CSP forbids inline script); the form works without it.
+(function () {
+  "use strict";
+
+  function csrf(form) { var t = form.querySelector("input[name=csrfmiddlewaretoken]"); return t ? t.value : ""; }
+
+  function setup() {
+    var form = document.getElementById("compose-form");
+    if (!form) return;
+    var status = document.getElementById("autosave-status");
+    var dirty = false, saving = false, sending = false;
+    form.addEventListener("input", function () { dirty = true; });
+
+    // Draft autosave every few seconds while something changed (attachments are saved with "Save draft").
+    function autosave() {
+      if (!dirty || saving || sending) return;
+      var data = new FormData(form);
+      data.delete("attachments");
+      data.set("action", "draft");
+      data.set("autosave", "1");
+      dirty = false; saving = true;
+      fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin",
+                           headers: { "X-CSRFToken": csrf(form) } })
+        .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
+        .then(function (saved) {
+          if (sending) return;
+          form.querySelector("input[name=draft_uid]").value = saved.draft_uid;
+          form.querySelector("input[name=forward]").value = saved.forward;
+          if (status) status.textContent = status.dataset.saved || ("Draft saved " + new Date().toLocaleTimeString());
+        })
+        .catch(function () { dirty = true; })
+        .then(function () { saving = false; });
+    }
+    setInterval(autosave, parseInt(form.dataset.autosaveMs, 10) || 5000);
+
+    // Attachments: files dropped on the zone join those chosen with the button.
+    var input = document.getElementById("attachments");
+    var zone = document.getElementById("drop-zone");
+    var list = document.getElementById("attachment-list");
+    function showFiles() {
+      if (!list) return;
+      list.textContent = "";
+      Array.prototype.forEach.call(input.files, function (f) {
+        var li = document.createElement("li"); li.textContent = f.name + " (" + Math.ceil(f.size / 1024) + " KB)"; list.appendChild(li);
+      });
+    }
+    if (zone && input) {
+      input.addEventListener("change", showFiles);
+      zone.addEventListener("dragover", function (e) {
+        if (e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types, "Files") >= 0) { e.preventDefault(); zone.classList.add("drop-over"); }
+      });
+      zone.addEventListener("dragleave", function () { zone.classList.remove("drop-over"); });
+      zone.addEventListener("drop", function (e) {
+        if (!e.dataTransfer || !e.dataTransfer.files.length) return;
+        e.preventDefault(); e.stopPropagation(); zone.classList.remove("drop-over");
+        var all = new DataTransfer();
+        Array.prototype.forEach.call(input.files, function (f) { all.items.add(f); });
+        Array.prototype.forEach.call(e.dataTransfer.files, function (f) { all.items.add(f); });
+        input.files = all.files;
+        input.dispatchEvent(new Event("change", { bubbles: true }));
+      });
+    }
+
+    // Sending with attachments: upload by XHR so the progress bar moves; the server's answer replaces the page.
+    var progress = document.getElementById("upload-progress");
+    form.addEventListener("submit", function (e) {
+      sending = true;
+      if (!input || !input.files.length || !progress || !window.XMLHttpRequest || e.defaultPrevented) return;
+      if (!form.checkValidity()) return;
+      e.preventDefault();
+      var data = new FormData(form);
+      if (e.submitter && e.submitter.name) data.set(e.submitter.name, e.submitter.value);
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.getAttribute("action"));
+      xhr.setRequestHeader("X-CSRFToken", csrf(form));
+      progress.hidden = false;
+      xhr.upload.addEventListener("progress", function (p) {
+        if (p.lengthComputable) progress.value = Math.round(100 * p.loaded / p.total);
+      });
+      xhr.addEventListener("load", function () {
+        if (xhr.status < 400 && xhr.responseURL) { window.location = xhr.responseURL; return; }
+        sending = false; progress.hidden = true;
+        var error = new DOMParser().parseFromString(xhr.responseText, "text/html").querySelector(".error");
+        if (error && status) status.textContent = error.textContent;
+      });
+      xhr.addEventListener("error", function () { sending = false; progress.hidden = true; });
+      xhr.send(data);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", setup);
+})();
