@@ -14,7 +14,8 @@ class Preferences(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webmail_prefs")
     display_name = models.CharField(max_length=200, blank=True)
-    signature = models.TextField(blank=True)
+    signature = models.TextField(blank=True)  # of the sign-in address
+    alias_signatures = models.JSONField(default=dict, blank=True, help_text="Signature per alias (From choice).")
     page_size = models.PositiveSmallIntegerField(default=50)
     conversations = models.BooleanField(default=False)
     remote_images = models.CharField(
@@ -25,6 +26,12 @@ class Preferences(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user}"
+
+    def signature_for(self, address: str, login: str) -> str:
+        """The signature of one identity: the sign-in address has `signature`, each alias its own."""
+        if address.lower() == login.lower():
+            return self.signature
+        return str(self.alias_signatures.get(address.lower(), ""))
 
     @classmethod
     def of(cls, user: object) -> Preferences:

@@ -34,6 +34,23 @@
     }
     setInterval(autosave, parseInt(form.dataset.autosaveMs, 10) || 5000);
 
+    // Identities: choosing another From swaps the signature under "-- " (when it is still the old one untouched).
+    var sender = document.getElementById("sender"), text = document.getElementById("text");
+    if (sender && text) {
+      var previous = sender.selectedOptions[0] ? sender.selectedOptions[0].dataset.signature || "" : "";
+      sender.addEventListener("change", function () {
+        var next = sender.selectedOptions[0].dataset.signature || "";
+        var separator = "\n-- \n", body = text.value, at = body.lastIndexOf(separator);
+        if (at >= 0 && body.slice(at + separator.length) === previous) {
+          body = body.slice(0, at).replace(/\n+$/, "");
+          text.value = next ? body + "\n\n" + separator.slice(1) + next : body;
+        } else if (at < 0 && next) {
+          text.value = body.replace(/\n+$/, "") + "\n\n" + separator.slice(1) + next;
+        }
+        previous = next; dirty = true;
+      });
+    }
+
     // Attachments: files dropped on the zone join those chosen with the button.
     var input = document.getElementById("attachments");
     var zone = document.getElementById("drop-zone");

@@ -42,6 +42,11 @@ def identities(account_id: int, login: str) -> list[str]:
     return [login, *[a for a in others if a.lower() != login.lower()]]
 
 
+def signature_block(signature: str) -> str:
+    """The signature under its separator line "-- " (RFC 3676 §4.3), after an empty body."""
+    return f"\n\n-- \n{signature}" if signature else ""
+
+
 def correspondents(account_id: int) -> list[str]:
     """Addresses for autocomplete: whom I wrote to (Sent) and who wrote to me (INBOX), recent first."""
     seen: dict[str, str] = {}
@@ -63,7 +68,9 @@ def _form_context(request: HttpRequest, initial: dict[str, Any], error: str = ""
     from django.conf import settings
 
     return {
-        "form": initial, "error": error, "identities": identities(user.account_id, user.address),
+        "form": initial, "error": error,
+        "identities": [(a, user.prefs.signature_for(a, user.address))
+                       for a in identities(user.account_id, user.address)],
         "correspondents": correspondents(user.account_id),
         "max_attachment_size": settings.MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE, **sidebar(user.account_id),
     }
@@ -77,8 +84,11 @@ def compose_view(request: HttpRequest) -> HttpResponse:
         draft_uid = request.GET.get("draft", "")
         if draft_uid.isdigit():
             return render(request, "webmail/compose.html", _form_context(request, _draft_form(request, int(draft_uid))))
-        signature = f"\n\n-- \n{user.prefs.signature}" if user.prefs.signature else ""
-        return render(request, "webmail/compose.html", _form_context(request, {"text": signature}))
+        sender = request.GET.get("from", user.address)
+        if sender not in identities(user.account_id, user.address):
+            sender = user.address
+        form = {"sender": sender, "text": signature_block(user.prefs.signature_for(sender, user.address))}
+        return render(request, "webmail/compose.html", _form_context(request, form))
     form = {name: request.POST.get(name, "") for name in FORM_FIELDS}
     form["sender"] = request.POST.get("sender", user.address)
     form["draft_uid"] = request.POST.get("draft_uid", "")

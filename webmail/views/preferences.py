@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 from mailcore.auth import check_login
 from webmail.models import PAGE_SIZES, Preferences
 from webmail.views.common import mail_login_required, mail_user, sidebar
+from webmail.views.compose import identities
 
 MAX_SIGNATURE_CHARS = 2000
 MAX_NAME_CHARS = 200
@@ -27,7 +28,9 @@ def settings_view(request: HttpRequest) -> HttpResponse:
         else:
             _save_preferences(request, user.prefs)
         return redirect("webmail:settings")
-    context = {"prefs": user.prefs, "page_sizes": PAGE_SIZES, **sidebar(user.account_id)}
+    aliases = [(a, user.prefs.signature_for(a, user.address)) for a in identities(user.account_id, user.address)[1:]]
+    context = {"prefs": user.prefs, "page_sizes": PAGE_SIZES, "login": user.address, "aliases": aliases,
+               **sidebar(user.account_id)}
     return render(request, "webmail/settings.html", context)
 
 
@@ -35,6 +38,12 @@ def _save_preferences(request: HttpRequest, prefs: Preferences) -> None:
     name = request.POST.get("display_name", "").replace("\r", "").replace("\n", "")[:MAX_NAME_CHARS]
     prefs.display_name = name
     prefs.signature = request.POST.get("signature", "")[:MAX_SIGNATURE_CHARS]
+    user = mail_user(request)
+    prefs.alias_signatures = {
+        alias.lower(): request.POST.get(f"signature:{alias}", "")[:MAX_SIGNATURE_CHARS]
+        for alias in identities(user.account_id, user.address)[1:]
+        if request.POST.get(f"signature:{alias}", "").strip()
+    }
     size = request.POST.get("page_size", "")
     prefs.page_size = int(size) if size.isdigit() and int(size) in PAGE_SIZES else prefs.page_size
     prefs.conversations = bool(request.POST.get("conversations"))
