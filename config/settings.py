@@ -270,3 +270,4 @@ MAIL_DNS_CACHE_SIZE = env.int("MAIL_DNS_CACHE_SIZE", default=10_000)
 
 # --- Webmail 2 (issue 7): undo send ---
 MAIL_WEBMAIL_UNDO_SEND_SECONDS = env.int("MAIL_WEBMAIL_UNDO_SEND_SECONDS", default=5)  # 0: send at once
+MAIL_WEBMAIL_POLL_SECONDS = env.float("MAIL_WEBMAIL_POLL_SECONDS", default=15.0)  # new-mail check in the browser

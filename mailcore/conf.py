@@ -206,5 +206,10 @@ class MailConf:
         """Seconds a message sent from the webmail is held for "undo send" (0: submitted at once)."""
         return max(0, int(settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS))
 
+    @property
+    def webmail_poll_seconds(self) -> float:
+        """How often an open webmail page asks whether mail changed (MAIL_WEBMAIL_POLL_SECONDS, at least 1)."""
+        return max(1.0, float(settings.MAIL_WEBMAIL_POLL_SECONDS))
+
 
 conf = MailConf()

@@ -2,7 +2,7 @@
 // Loaded as a file (the CSP forbids inline script); works with htmx-boosted pages.
 (function () {
   "use strict";
-  var POLL_MS = 15000;
+  var POLL_MS = 15000;  // unless the page says otherwise (MAIL_WEBMAIL_POLL_SECONDS)
   var cursor = -1;
 
   function rows() { return Array.prototype.slice.call(document.querySelectorAll("table.messages tbody tr[data-href]")); }
@@ -112,7 +112,22 @@
         nav.dataset.state = data.state;
       }).catch(function () {});
   }
-  setInterval(poll, POLL_MS);
+  document.addEventListener("DOMContentLoaded", function () {
+    var nav = document.getElementById("folders");
+    setInterval(poll, (nav && parseInt(nav.dataset.pollMs, 10)) || POLL_MS);
+  });
+
+  // New mail in the list: the first page of a folder reloads its rows when the store changed,
+  // unless the user has selected rows (an action on them must not hit other messages).
+  document.addEventListener("DOMContentLoaded", function () { document.body.addEventListener("mail:changed", refreshList); });
+  function refreshList() {
+    var holder = document.getElementById("message-list");
+    if (!holder || !holder.dataset.refreshUrl || holder.querySelector("input[type=checkbox]:checked")) return;
+    fetch(holder.dataset.refreshUrl, { credentials: "same-origin", headers: { "HX-Request": "true" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { if (html !== null) { holder.innerHTML = html; cursor = -1; } })
+      .catch(function () {});
+  }
 
   // Undo send: once the window has passed, show whether the message went.
   document.addEventListener("DOMContentLoaded", function () {
@@ -120,5 +135,5 @@
     if (!held || !held.dataset.doneUrl) return;
     setTimeout(function () { window.location = held.dataset.doneUrl; }, parseInt(held.dataset.remainingMs, 10) + 1500);
   });
-  document.addEventListener("DOMContentLoaded", poll);
+
 })();

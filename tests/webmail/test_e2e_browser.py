@@ -186,12 +186,19 @@ def outbox_job():
     thread.join(5)
 
 
-def test_undo_send_autosave_and_autocomplete_in_chromium(alice, bob, live_server, browser, settings, outbox_job):
+def test_new_mail_undo_send_autosave_and_drop_in_chromium(alice, bob, live_server, browser, settings, outbox_job):
     settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS = 2
+    settings.MAIL_WEBMAIL_POLL_SECONDS = 1
     base = live_server.url
     page = open_page(browser, base)
     sign_in(page, base, "alice@example.test", ALICE_PW)
     bob_inbox = store.get_folder(bob.pk, store.INBOX)
+
+    # New mail shows up in the open list without a reload.
+    page.evaluate("window.notReloaded = true")
+    store.deliver(HTML_MAIL.replace("Newsletter with pictures", "Arrived while open").encode(), ["alice@example.test"])
+    page.wait_for_selector("table.messages >> text=Arrived while open")
+    assert page.evaluate("window.notReloaded === true") and page.title() == "(1) INBOX"
 
     page.click("#compose-link")
     page.fill("#to", "bob@example.test")

@@ -12,6 +12,7 @@ from django.shortcuts import redirect
 from django.utils import translation
 
 from mailcore import store
+from mailcore.conf import conf
 from mailcore.store import FolderInfo, FolderRef
 from webmail.models import Preferences
 
@@ -100,4 +101,11 @@ def sidebar(account_id: int) -> dict[str, Any]:
     return {
         "folders": [(f, icon_of(f)) for f in folders],
         "inbox_unread": inbox.unseen if inbox else 0,
+        "mail_state": mail_state(folders),
+        "poll_ms": int(conf.webmail_poll_seconds * 1000),
     }
+
+
+def mail_state(folders: list[FolderInfo]) -> str:
+    """Changes when any folder gets, loses or changes a message (UIDNEXT and HIGHESTMODSEQ, RFC 7162 §3.1.2)."""
+    return ".".join(f"{f.id}:{f.uidnext}:{f.highestmodseq}" for f in sorted(folders, key=lambda f: f.id))

@@ -16,6 +16,7 @@ from mailcore.store import FolderRef
 from webmail.views.common import (
     folder_by_id,
     mail_login_required,
+    mail_state,
     mail_user,
     sidebar,
     special_folder,
@@ -94,7 +95,7 @@ def unread_counts(request: HttpRequest) -> JsonResponse:
     folders = store.list_folders(mail_user(request).account_id)
     return JsonResponse({
         "folders": {str(f.id): {"unseen": f.unseen, "messages": f.messages} for f in folders},
-        "state": ".".join(f"{f.id}:{f.uidnext}:{f.highestmodseq}" for f in folders),
+        "state": mail_state(folders),
         "inbox_unread": next((f.unseen for f in folders if f.name == store.INBOX), 0),
     })
 
