@@ -86,3 +86,23 @@ def sanitize(html: str, allow_remote: bool, inline_url: Callable[[str], str | No
         strip_comments=True,
     )
     return SanitizedHtml(cleaned, blocked)
+
+
+# What the rich-text editor may send: formatting only (no images, styles or forms), links to the web or mail.
+OUTGOING_TAGS = {"a", "b", "blockquote", "br", "code", "div", "em", "h1", "h2", "h3", "i", "li", "ol", "p", "pre",
+                 "s", "span", "strike", "strong", "sub", "sup", "u", "ul"}
+OUTGOING_URL_SCHEMES = {"http", "https", "mailto"}
+
+
+def sanitize_outgoing(html: str) -> str:
+    """The HTML body of a message the user writes in the editor, as nh3 serialises it (sanitising it again
+    gives the same output)."""
+    return nh3.clean(
+        html,
+        tags=OUTGOING_TAGS,
+        clean_content_tags=DROPPED_WITH_CONTENT,
+        attributes={"a": {"href"}, "*": {"dir"}},
+        url_schemes=OUTGOING_URL_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )

@@ -222,11 +222,22 @@ def test_new_mail_undo_send_autosave_and_drop_in_chromium(alice, bob, live_serve
     assert store.uids(bob_inbox) == []
 
     page.fill("#text", "Yes, after all.")
+    page.check("#rich-toggle")  # the vendored rich-text editor, HTML sanitised on the server
+    page.click("#rich-editor")
+    page.keyboard.press("Control+End")
+    page.click("#rich-toolbar button[data-command=bold]")
+    page.keyboard.type(" Really.")
+    shot(page, "06-rich-text")
     page.click("#send")
     page.wait_for_selector("#undo-send-button")
     page.wait_for_selector("#sent-done", timeout=TIMEOUT_MS)  # the page checks back when the window has passed
     got = store.fetch(bob_inbox)
     assert [m.subject for m in got] == ["Second thoughts"]
     assert [a.filename for a in mime.attachments(got[0].bodystructure)] == ["dropped.txt"]
+    raw = store.read_message(bob_inbox, got[0].uid)
+    html_path, _text = mime.display_parts(got[0].bodystructure)
+    html = mime.part_text(raw, mime.part_at(got[0].bodystructure, html_path))
+    assert "Yes, after all." in html and ("<b>" in html or "<strong>" in html) and "Really." in html
+    assert "Really." in mime.extract_text(raw, got[0].bodystructure)
     assert store.uids(drafts) == []  # the reopened draft went with the message
     assert page.csp_errors == []

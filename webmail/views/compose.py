@@ -19,6 +19,7 @@ from mailcore.smtp.recipients import check_recipient
 from mailcore.smtp.replies import SMTPError
 from mailcore.smtp.submission import SubmissionError, check_from_header, check_sender, submit
 from webmail import compose, outbox
+from webmail.sanitize import sanitize_outgoing
 from webmail.views.common import (
     folder_by_id,
     mail_login_required,
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 20
 CORRESPONDENT_SCAN = 200  # newest messages of Sent and of INBOX read for autocomplete
 MAX_CORRESPONDENTS = 300
-FORM_FIELDS = ("to", "cc", "bcc", "subject", "text", "in_reply_to", "references")
+FORM_FIELDS = ("to", "cc", "bcc", "subject", "text", "html", "in_reply_to", "references")
 
 
 def identities(account_id: int, login: str) -> list[str]:
@@ -138,6 +139,7 @@ def _draft_from(request: HttpRequest, form: dict[str, str]) -> compose.Draft:
     uploads += _forwarded_parts(request)
     return compose.Draft(sender=form["sender"], display_name=user.prefs.display_name, to=form["to"],
                          cc=form["cc"], bcc=form["bcc"], subject=form["subject"], text=form["text"],
+                         html=sanitize_outgoing(form["html"]) if form["html"].strip() else "",
                          in_reply_to=form["in_reply_to"], references=form["references"], attachments=uploads)
 
 
