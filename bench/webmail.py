@@ -48,6 +48,7 @@ def messages(count: int, distinct: int = 2000) -> list[bytes]:
 
 
 def timed(client, url: str, runs: int) -> dict[str, float]:
+    client.get(url)  # one warm-up request per screen (template loading, the page's rows in the cache)
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
@@ -93,7 +94,14 @@ def main() -> None:
             "unread_counts": "/counts/",
         }
         client.get(folder)  # warm caches and connections
+        screens["compose_page"] = "/compose/"  # with autocomplete from Sent and INBOX
         results = {name: timed(client, url, args.runs) for name, url in screens.items()}
+        from webmail.models import Preferences
+
+        Preferences.objects.filter(user__isnull=False).update(conversations=True)
+        conversation_screens = {"folder_page_1_conversations": folder,
+                                "open_message_conversations": screens["open_message"]}
+        results.update({name: timed(client, url, args.runs) for name, url in conversation_screens.items()})
         base = results["baseline_login_page"]["p50_ms"] or 1
         for figures in results.values():
             figures["ratio_to_baseline_p50"] = round(figures["p50_ms"] / base, 1)

@@ -46,14 +46,19 @@ def pending(account_id: int, pending_id: int) -> PendingSend | None:
     return PendingSend.objects.filter(pk=pending_id, account_id=account_id).first()
 
 
-def undo(account_id: int, pending_id: int) -> bytes | None:
-    """Stop a held message if its window has not passed; its draft (for Drafts) or None when too late."""
+def undo(account_id: int, pending_id: int) -> int | None:
+    """Stop a held message if its window has not passed and put its draft in Drafts, in one transaction.
+
+    The UID of the draft, or None when it is too late (or not this account's message).
+    """
     with transaction.atomic():
         row = PendingSend.objects.filter(pk=pending_id, account_id=account_id, due_at__gt=timezone.now()).first()
         if row is None:
             return None
         deleted, _kinds = PendingSend.objects.filter(pk=row.pk, due_at__gt=timezone.now()).delete()
-        return bytes(row.draft) if deleted else None
+        if not deleted:
+            return None
+        return _back_to_drafts(account_id, bytes(row.draft))
 
 
 def release_due(limit: int = RELEASE_BATCH) -> int:
@@ -84,9 +89,9 @@ def _release_one() -> bool:
     return True
 
 
-def _back_to_drafts(account_id: int, draft: bytes) -> None:
+def _back_to_drafts(account_id: int, draft: bytes) -> int:
     drafts = store.folder_by_special_use(account_id, "\\Drafts")
-    store.append(drafts, draft, flags=["\\Draft"])
+    return store.append(drafts, draft, flags=["\\Draft", "\\Seen"]).uid
 
 
 # runmail's background job ---------------------------------------------------------

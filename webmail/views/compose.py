@@ -239,16 +239,12 @@ def outbox_view(request: HttpRequest, pending_id: int) -> HttpResponse:
 def undo_send(request: HttpRequest, pending_id: int) -> HttpResponse:
     """Stop a held message within its window; it goes back to Drafts and opens in the editor."""
     user = mail_user(request)
-    draft_raw = outbox.undo(user.account_id, pending_id)
-    if draft_raw is None:
+    draft_uid = outbox.undo(user.account_id, pending_id)
+    if draft_uid is None:
         notices.error(request, _("Too late to undo: the message has been sent."))
         return redirect("webmail:inbox")
-    drafts = special_folder(user.account_id, "\\Drafts")
-    if drafts is None:
-        raise Http404("no Drafts folder")
-    saved = store.append(drafts, draft_raw, flags=["\\Draft", "\\Seen"])
     notices.info(request, _("Sending undone. The message is back in Drafts."))
-    return redirect(f"{reverse('webmail:compose')}?draft={saved.uid}")
+    return redirect(f"{reverse('webmail:compose')}?draft={draft_uid}")
 
 
 def _parent_headers(raw: bytes) -> list[tuple[str, str]]:
