@@ -9,7 +9,7 @@
     var form = document.getElementById("compose-form");
     if (!form) return;
     var status = document.getElementById("autosave-status");
-    var dirty = false, saving = false, sending = false;
+    var dirty = false, saving = null, sending = false;  // saving: the autosave request in flight
     form.addEventListener("input", function () { dirty = true; });
 
     // Draft autosave every few seconds while something changed (attachments are saved with "Save draft").
@@ -19,18 +19,17 @@
       data.delete("attachments");
       data.set("action", "draft");
       data.set("autosave", "1");
-      dirty = false; saving = true;
-      fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin",
+      dirty = false;
+      saving = fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin",
                            headers: { "X-CSRFToken": csrf(form) } })
         .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
         .then(function (saved) {
-          if (sending) return;
           form.querySelector("input[name=draft_uid]").value = saved.draft_uid;
           form.querySelector("input[name=forward]").value = saved.forward;
           if (status) status.textContent = status.dataset.saved || ("Draft saved " + new Date().toLocaleTimeString());
         })
         .catch(function () { dirty = true; })
-        .then(function () { saving = false; });
+        .then(function () { saving = null; });
     }
     setInterval(autosave, parseInt(form.dataset.autosaveMs, 10) || 5000);
 
@@ -82,6 +81,12 @@
     // Sending with attachments: upload by XHR so the progress bar moves; the server's answer replaces the page.
     var progress = document.getElementById("upload-progress");
     form.addEventListener("submit", function (e) {
+      if (saving) {  // send (or save) with the draft UID the running autosave is about to give
+        e.preventDefault();
+        var submitter = e.submitter;
+        saving.then(function () { form.requestSubmit(submitter); });
+        return;
+      }
       sending = true;
       if (!input || !input.files.length || !progress || !window.XMLHttpRequest || e.defaultPrevented) return;
       if (!form.checkValidity()) return;
@@ -91,12 +96,15 @@
       var xhr = new XMLHttpRequest();
       xhr.open("POST", form.getAttribute("action"));
       xhr.setRequestHeader("X-CSRFToken", csrf(form));
+      xhr.setRequestHeader("X-Webmail-Upload", "1");
       progress.hidden = false;
       xhr.upload.addEventListener("progress", function (p) {
         if (p.lengthComputable) progress.value = Math.round(100 * p.loaded / p.total);
       });
       xhr.addEventListener("load", function () {
-        if (xhr.status < 400 && xhr.responseURL) { window.location = xhr.responseURL; return; }
+        if (xhr.status === 200) {
+          try { window.location = JSON.parse(xhr.responseText).location; return; } catch (ignored) { /* not JSON */ }
+        }
         sending = false; progress.hidden = true;
         var error = new DOMParser().parseFromString(xhr.responseText, "text/html").querySelector(".error");
         if (error && status) status.textContent = error.textContent;

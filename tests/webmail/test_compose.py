@@ -184,3 +184,12 @@ def test_autocomplete_offers_past_correspondents(alice_client, alice, bob, inbox
     assert "<option value=\"dan@remote.test\">" in datalist
     assert '<option value="Carol &lt;carol@remote.test&gt;">' in datalist
     assert "bob@example.test" not in datalist
+
+
+def test_upload_by_script_gets_the_redirect_as_json_and_the_notice_waits(alice_client, alice, bob):
+    upload = SimpleUploadedFile("a.txt", b"x", content_type="text/plain")
+    response = alice_client.post("/compose/", {"action": "send", "sender": "alice@example.test",
+                                               "to": "bob@example.test", "subject": "up", "text": "t",
+                                               "attachments": [upload]}, HTTP_X_WEBMAIL_UPLOAD="1")
+    assert response.status_code == 200 and response.json() == {"location": "/"}
+    assert "Message sent." in alice_client.get("/", follow=True).content.decode()

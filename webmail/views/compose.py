@@ -32,6 +32,7 @@ from webmail.views.message import _address_text
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 20
+UPLOAD_HEADER = "X-Webmail-Upload"
 CORRESPONDENT_SCAN = 200  # newest messages of Sent and of INBOX read for autocomplete
 MAX_CORRESPONDENTS = 300
 FORM_FIELDS = ("to", "cc", "bcc", "subject", "text", "html", "in_reply_to", "references")
@@ -97,11 +98,19 @@ def compose_view(request: HttpRequest) -> HttpResponse:
     try:
         draft = _draft_from(request, form)
         if request.POST.get("action") == "draft":
-            return _save_draft(request, draft, form)
-        return _send(request, draft, form)
+            return _for_upload(request, _save_draft(request, draft, form))
+        return _for_upload(request, _send(request, draft, form))
     except (compose.ComposeError, SubmissionError) as err:
         text = err.reply if isinstance(err, SubmissionError) else str(err)
         return render(request, "webmail/compose.html", _form_context(request, form, str(text)), status=400)
+
+
+def _for_upload(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """compose.js uploads by XMLHttpRequest (for its progress bar): it gets the redirect as JSON and
+    follows it itself, so the notice waiting in the session shows on the page it opens."""
+    if request.headers.get(UPLOAD_HEADER) and response.status_code == 302:
+        return JsonResponse({"location": response["Location"]})
+    return response
 
 
 def _draft_form(request: HttpRequest, uid: int) -> dict[str, Any]:
