@@ -179,6 +179,15 @@ async def cmd_UID_SORT(s: Session, p: Parser) -> str:
 async def _sort(s: Session, p: Parser, uid_mode: bool) -> None:
     p.sp()
     criteria = [c.upper() for c in p.parenthesised(p.atom, allow_empty=False)]
+    found = await run_search(s, _charset_and_keys(p))
+    for criterion in reversed(_sort_plan(criteria)):
+        name, reverse = criterion
+        found.sort(key=lambda c, n=name: _sort_value(n, c), reverse=reverse)  # type: ignore[misc]
+    s.untagged("SORT" + "".join(f" {c.info.uid if uid_mode else c.seq}" for c in found))
+
+
+def _charset_and_keys(p: Parser) -> list[search.Key]:
+    """` charset SP search-key...` after SORT criteria or the THREAD algorithm (RFC 5256 §3, §4)."""
     p.sp()
     charset = p.astring().decode("ascii", "replace").upper()
     if charset not in CHARSETS:
@@ -186,11 +195,7 @@ async def _sort(s: Session, p: Parser, uid_mode: bool) -> None:
     p.sp()
     keys = search.parse_program(p)
     p.end()
-    found = await run_search(s, keys)
-    for criterion in reversed(_sort_plan(criteria)):
-        name, reverse = criterion
-        found.sort(key=lambda c, n=name: _sort_value(n, c), reverse=reverse)  # type: ignore[misc]
-    s.untagged("SORT" + "".join(f" {c.info.uid if uid_mode else c.seq}" for c in found))
+    return keys
 
 
 def _sort_plan(criteria: list[str]) -> list[tuple[str, bool]]:
@@ -245,14 +250,7 @@ async def _thread(s: Session, p: Parser, uid_mode: bool) -> None:
     algorithm = p.atom().upper()
     if algorithm != "REFERENCES":
         raise Bad("only THREAD=REFERENCES is supported")
-    p.sp()
-    charset = p.astring().decode("ascii", "replace").upper()
-    if charset not in CHARSETS:
-        raise No("unsupported charset", "BADCHARSET (UTF-8 US-ASCII)")
-    p.sp()
-    keys = search.parse_program(p)
-    p.end()
-    found = await run_search(s, keys)
+    found = await run_search(s, _charset_and_keys(p))
     view = s.selected
     assert view is not None
     fields = await aio.run(rows.header_fields, view.ref, [c.info.uid for c in found], THREAD_FIELDS)
