@@ -77,18 +77,26 @@ def register(spec: ListenerSpec) -> None:
         LISTENERS.append(spec)
 
 
-def background_jobs() -> list[Callable[[], Coroutine[Any, Any, None]]]:
-    jobs: list[Callable[[], Coroutine[Any, Any, None]]] = []
+Job = Callable[[], Coroutine[Any, Any, None]]
+# Jobs other apps add (the webmail's undo-send outbox registers itself in its AppConfig.ready),
+# so that mailcore does not import the apps built on it.
+REGISTERED_JOBS: list[Job] = []
+
+
+def register_job(job: Job) -> None:
+    if job not in REGISTERED_JOBS:
+        REGISTERED_JOBS.append(job)
+
+
+def background_jobs() -> list[Job]:
+    jobs: list[Job] = []
     if conf.redis_url:
         jobs.append(hub.redis_bridge)
     if not conf.celery_broker_url:  # embedded mode: deliver outbound mail in this process
         from mailcore.delivery.runner import delivery_runner
 
         jobs.append(delivery_runner)
-    from webmail.outbox import outbox_runner  # undo send: held webmail messages are submitted here
-
-    jobs.append(outbox_runner)
-    return jobs
+    return jobs + REGISTERED_JOBS
 
 
 async def start_listeners() -> list[asyncio.AbstractServer]:
