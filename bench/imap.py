@@ -32,9 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.support.dovecot import Dovecot, DovecotError  # noqa: E402 - after the path is set
+
 USER, PASSWORD = "user@bench.test", "bench-password-1"
 TEMPLATES = 100  # distinct messages; message n is template n % TEMPLATES
-NOBODY_UID = NOBODY_GID = 65534  # Dovecot will not serve mail as root
 OTHER_PORTS = ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAPS", "POP3", "POP3S")
 # Operations per client for each kind (kept small: the whole run stays well under a minute).
 COUNTS = {"select": 40, "fetch_all": 2, "fetch_body": 100, "store": 100, "search": 10, "append": 20}
@@ -153,75 +155,26 @@ def start_ours(directory: Path, total: int) -> tuple[subprocess.Popen[bytes], in
 
 # Dovecot ----------------------------------------------------------------------------
 
-DOVECOT_CONF = """
-protocols = imap
-listen = 127.0.0.1
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-info_log_path = {d}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:{d}/mail/%u
-first_valid_uid = {uid}
-default_process_limit = 1200
-default_client_limit = 2400
-default_vsz_limit = 512M
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={d}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service imap {{
-  process_limit = 1200
-}}
-service anvil {{
-  client_limit = 2500
-}}
-protocol imap {{
-  mail_max_userip_connections = 2000
-}}
-"""
+_dovecots: list[Dovecot] = []  # stopped (and their directories removed) when the run ends
 
 
-def fill_dovecot(directory: Path, total: int) -> None:
-    cur = directory / "mail" / USER / "cur"
-    for sub in ("cur", "new", "tmp"):
-        (cur.parent / sub).mkdir(parents=True, exist_ok=True)
+def fill_dovecot(maildir: Path, total: int) -> None:
     templates = [message(t) for t in range(TEMPLATES)]
     for n in range(total):
         data = templates[n % TEMPLATES]
-        (cur / f"{1700000000 + n}.M{n}P1.bench,S={len(data)}:2,").write_bytes(data)
-    for path in [directory / "mail", *(directory / "mail").rglob("*")]:
-        os.chown(path, NOBODY_UID, NOBODY_GID)
+        (maildir / "cur" / f"{1700000000 + n}.M{n}P1.bench,S={len(data)}:2,").write_bytes(data)
 
 
 def start_dovecot(directory: Path, total: int) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-    if not Path(binary).exists() or not Path("/usr/lib/dovecot/imap").exists():
-        raise SystemExit("Dovecot is missing: `make deps-debian` installs dovecot-imapd (debian-packages.txt)")
-    port = free_port()
-    for sub in ("run", "state"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    (directory / "passwd").write_text(f"{USER}:{PASSWORD}\n")
-    conf = directory / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(d=directory, uid=NOBODY_UID, gid=NOBODY_GID, port=port))
-    fill_dovecot(directory, total)
-    process = subprocess.Popen([binary, "-F", "-c", str(conf)])
-    wait_port(port, process)
-    return process, port
+    try:
+        server = Dovecot("imap", {USER: PASSWORD})
+    except DovecotError as err:
+        raise SystemExit(str(err)) from err
+    _dovecots.append(server)
+    fill_dovecot(server.maildir(USER), total)
+    server.start()
+    assert server.process is not None
+    return server.process, server.port
 
 
 # Workload ----------------------------------------------------------------------------
@@ -374,6 +327,8 @@ def main() -> None:
         }
         results["ratio_idle_pss"] = round(ours["idle"]["pss_mb"] / max(theirs["idle"]["pss_mb"], 0.1), 2)
     finally:
+        for server in _dovecots:
+            server.stop()
         shutil.rmtree(directory, ignore_errors=True)
     print(json.dumps(results, indent=2))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.support.dovecot import Dovecot, DovecotError  # noqa: E402 - after the path is set
+
 MESSAGE_SIZE = 4096
 PASSWORD = "bench-password-1"
 OTHER_PORTS = ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3S")
@@ -169,56 +171,17 @@ def our_server(var: Path, plan: dict[str, int]) -> subprocess.Popen[bytes]:
 
 # Dovecot ------------------------------------------------------------------------------------------------
 
-DOVECOT_CONF = """\
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-mail_location = maildir:{d}/mail/%n/Maildir
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=nobody gid=nogroup home={d}/mail/%n
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    address = 127.0.0.1
-    port = {port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-"""
-
-
-def dovecot(directory: Path, plan: dict[str, int]) -> subprocess.Popen[bytes]:
-    port = free_port()
-    (directory / "passwd").write_text("".join(f"{user}:{{PLAIN}}{PASSWORD}\n" for user in plan))
+def dovecot(plan: dict[str, int]) -> Dovecot:
+    """Dovecot's POP3 with the same mailboxes (Maildir, one file per message), not yet started."""
+    try:
+        server = Dovecot("pop3", dict.fromkeys(plan, PASSWORD))
+    except DovecotError as err:
+        raise SystemExit(str(err)) from err
     for user, count in plan.items():
-        maildir = directory / "mail" / user / "Maildir"
-        for sub in ("cur", "new", "tmp"):
-            (maildir / sub).mkdir(parents=True)
+        new = server.maildir(user) / "new"
         for n in range(count):
-            (maildir / "new" / f"{1_700_000_000 + n}.M{n}P1.bench").write_bytes(message(n).replace(b"\r\n", b"\n"))
-    subprocess.run(["chown", "-R", "nobody:nogroup", str(directory / "mail")], check=True)
-    conf = directory / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(d=directory, port=port))
-    process = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stderr=subprocess.DEVNULL)
-    process.port = port  # type: ignore[attr-defined]
-    wait_for_port(port)
-    return process
+            (new / f"{1_700_000_000 + n}.M{n}P1.bench").write_bytes(message(n).replace(b"\r\n", b"\n"))
+    return server  # `with` starts it
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -239,8 +202,6 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=20)
     args = parser.parse_args()
-    if shutil.which("dovecot") is None:
-        sys.exit("dovecot is not installed: run `make deps-debian` (debian-packages.txt lists dovecot-pop3d)")
     parallel = [f"p{i}" for i in range(args.sessions)]
     per_session = max(1, args.messages // args.sessions)
     plan = {"single": args.messages, **{user: per_session for user in parallel}}
@@ -248,17 +209,13 @@ def main() -> None:
         base = Path(scratch)
         base.chmod(0o755)
         (base / "ours").mkdir()
-        (base / "dovecot").mkdir()
         ours_process = our_server(base / "ours", plan)
         try:
             ours = measure(ours_process.port, "single@bench.test", [f"{u}@bench.test" for u in parallel])  # type: ignore[attr-defined]
         finally:
             stop(ours_process)
-        dove_process = dovecot(base / "dovecot", plan)
-        try:
-            dove = measure(dove_process.port, "single", parallel)  # type: ignore[attr-defined]
-        finally:
-            stop(dove_process)
+        with dovecot(plan) as server:
+            dove = measure(server.port, "single", parallel)
     result = {
         "benchmark": "pop3 RETR",
         "message_size": MESSAGE_SIZE,

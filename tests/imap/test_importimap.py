@@ -2,12 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,37 +14,9 @@ from mailcore import imapimport, store
 from mailcore.mime import to_crlf
 from mailcore.models import ImapImport
 from tests.conftest import corpus_files
+from tests.support.dovecot import Dovecot, missing
 
-NOBODY = 65534  # Dovecot will not serve mail as root
 DOVECOT_USER, DOVECOT_PASSWORD = "carol", "carol-dovecot-pw"
-DOVECOT_CONF = """
-protocols = imap
-listen = 127.0.0.1
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-mail_location = maildir:{d}/mail/%u
-first_valid_uid = {uid}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={uid} home={d}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-"""
 FLAG_SETS = [(), (b"\\Seen",), (b"\\Seen", b"\\Flagged"), (b"\\Answered", b"\\Seen", b"$Label1"), (b"\\Draft",),
              (b"\\Deleted", b"\\Seen")]
 
@@ -185,53 +151,13 @@ def test_unknown_local_account_is_a_command_error(db, tmp_path):
 # Against Debian's Dovecot ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_port(port: int, process: subprocess.Popen, directory: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"dovecot exited: {(directory / 'dovecot.log').read_text(errors='replace')[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail("dovecot did not listen")
-
-
 @pytest.fixture
 def dovecot() -> Iterator[Peer]:
-    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-    if not Path(binary).exists() or not Path("/usr/lib/dovecot/imap").exists():
-        pytest.skip("dovecot-imapd is not installed (make deps-debian installs it)")
-    if os.geteuid() != 0:
-        pytest.skip("Dovecot is started as root (it then serves mail as nobody)")
-    directory = Path(tempfile.mkdtemp(prefix="importimap-dovecot-"))
-    directory.chmod(0o755)  # nobody must reach the mail directory
-    for sub in ("run", "state", "mail"):
-        (directory / sub).mkdir()
-    os.chown(directory / "mail", NOBODY, NOBODY)
-    (directory / "passwd").write_text(f"{DOVECOT_USER}:{DOVECOT_PASSWORD}\n")
-    port = _free_port()
-    conf = directory / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(d=directory, uid=NOBODY, port=port))
-    process = subprocess.Popen([binary, "-F", "-c", str(conf)])
-    try:
-        _wait_port(port, process, directory)
-        yield Peer(port, DOVECOT_USER, DOVECOT_PASSWORD, ".")
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)
+    reason = missing("imap")
+    if reason:
+        pytest.skip(reason)
+    with Dovecot("imap", {DOVECOT_USER: DOVECOT_PASSWORD}) as server:
+        yield Peer(server.port, DOVECOT_USER, DOVECOT_PASSWORD, ".")
 
 
 def test_import_from_dovecot_maps_folders_and_keeps_flags_and_dates(dovecot, alice, tmp_path, capsys):
