@@ -22,7 +22,6 @@ import os
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.support.dovecot import Dovecot, DovecotError  # noqa: E402 - after the path is set
+from tests.support.net import free_port, wait_listening  # noqa: E402
 
 USER, PASSWORD = "user@bench.test", "bench-password-1"
 TEMPLATES = 100  # distinct messages; message n is template n % TEMPLATES
@@ -50,23 +50,6 @@ def message(n: int) -> bytes:
         "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
     )
     return head.encode() + (f"line {t} of the benchmark body\r\n" * (20 + t)).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited early with status {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listening on port {port}")
 
 
 def memory_kib(pids: list[int], field: str) -> int:
@@ -149,7 +132,7 @@ def start_ours(directory: Path, total: int) -> tuple[subprocess.Popen[bytes], in
     env = our_env(directory, port)
     subprocess.run([sys.executable, __file__, "--fill", str(total)], env=env, check=True)
     process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runmail"], env=env)
-    wait_port(port, process)
+    wait_listening(port, process, timeout=60)
     return process, port
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.support.dovecot import Dovecot, DovecotError  # noqa: E402 - after the path is set
+from tests.support.net import free_port, wait_listening  # noqa: E402
 
 MESSAGE_SIZE = 4096
 PASSWORD = "bench-password-1"
@@ -33,23 +34,6 @@ def message(n: int) -> bytes:
     head = f"From: bench@elsewhere.test\r\nTo: user@bench.test\r\nSubject: bench {n}\r\nMessage-ID: <{n}@b>\r\n\r\n"
     body = b"".join(f"line {n}.{i} of the benchmark message body\r\n".encode() for i in range(200))
     return head.encode() + body[: MESSAGE_SIZE - len(head) - 2] + b"\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listening on port {port}")
 
 
 # The client ------------------------------------------------------------------------------------------
@@ -165,7 +149,7 @@ def our_server(var: Path, plan: dict[str, int]) -> subprocess.Popen[bytes]:
                    env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"}, check=True, cwd=ROOT)
     process = subprocess.Popen([*manage, "runmail"], env=env, stderr=subprocess.DEVNULL)
     process.port = port  # type: ignore[attr-defined]  # the benchmark's own bookkeeping
-    wait_for_port(port)
+    wait_listening(port)
     return process
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from django.db import connection
 from mailcore.delivery import queue
 from mailcore.models import OutboundRecipient
 from tests.delivery.test_workers import _worker_env, wait_for
+from tests.support.net import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,12 +43,6 @@ QUEUE = "fault-tests"
 WORKER_APP_NAME = "mail-fault-worker"
 REDIS_START_SECONDS = 10.0
 WAIT_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class ThrowawayRedis:

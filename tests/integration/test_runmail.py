@@ -1,7 +1,6 @@
 """runmail as a real process: it starts, says it is ready, makes its TLS certificate, stops on SIGTERM."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -9,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_runmail_starts_and_stops_cleanly_on_sigterm(tmp_path):

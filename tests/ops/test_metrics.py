@@ -5,7 +5,6 @@ import logging
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mailcore.delivery import queue, worker
 from tests.imap.conftest import imap_server  # noqa: F401 - a fixture
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGE = (
@@ -124,12 +124,6 @@ def test_delivery_results_latency_and_queue_are_counted(client, open_metrics, se
     assert attempts["nobody@remote.test"].result == "bounced"
     assert attempts["nobody@remote.test"].reply == "550 5.1.1 no such user"
     assert (attempts["carl@remote.test"].sender, attempts["carl@remote.test"].queue) == ("alice@example.test", deferred)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
+
+from tests.support.net import NotListening, free_port, wait_listening
 
 NOBODY = 65534  # Dovecot will not serve mail as root
 START_SECONDS = 30
@@ -77,12 +77,6 @@ def missing(protocol: str) -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Dovecot:
     """`protocol` is imap or pop3; `users` maps login to password. Fill `maildir(user)`, then `start()`."""
 
@@ -116,18 +110,12 @@ class Dovecot:
         return self
 
     def _wait_listening(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DovecotError(f"dovecot exited: {self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise DovecotError(f"dovecot did not listen within {START_SECONDS} s: {self.log_tail()}")
+        try:
+            wait_listening(self.port, self.process, START_SECONDS)
+        except NotListening as err:
+            tail = self.log_tail()
+            self.stop()
+            raise DovecotError(f"dovecot: {err}: {tail}") from err
 
     def log_tail(self) -> str:
         log = self.directory / "dovecot.log"
