@@ -221,6 +221,10 @@ MAIL_RELAY_PORT = env.int("MAIL_RELAY_PORT", default=587)
 MAIL_RELAY_USER = env("MAIL_RELAY_USER", default="")
 MAIL_RELAY_PASSWORD = env("MAIL_RELAY_PASSWORD", default="")
 MAIL_DKIM_SELECTOR = env("MAIL_DKIM_SELECTOR", default="mail")
+# MAIL_RELAY=anymail (or a domain's transport "anymail"): the Anymail backend and its settings (JSON), e.g.
+# MAIL_ANYMAIL_BACKEND=anymail.backends.postmark.EmailBackend ANYMAIL={"POSTMARK_SERVER_TOKEN": "..."}
+MAIL_ANYMAIL_BACKEND = env("MAIL_ANYMAIL_BACKEND", default="")
+ANYMAIL = env.json("ANYMAIL", default={})
 MAIL_QUEUE_RETENTION = env.int("MAIL_QUEUE_RETENTION", default=7 * 24 * 3600)  # seconds finished rows stay; 0 keeps
 CELERY_BEAT_SCHEDULE = {
     "outbound-sweep": {"task": "mailcore.tasks.sweep_queue", "schedule": 60.0},

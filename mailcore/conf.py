@@ -130,6 +130,11 @@ class MailConf:
     def dkim_selector(self) -> str:
         return str(settings.MAIL_DKIM_SELECTOR)
 
+    @property
+    def anymail_backend(self) -> str:
+        """The dotted path of the Anymail backend the "anymail" transport uses (MAIL_ANYMAIL_BACKEND)."""
+        return str(settings.MAIL_ANYMAIL_BACKEND)
+
     # --- SMTP (issue 3) ---
 
     @property

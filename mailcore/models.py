@@ -34,8 +34,21 @@ SYSTEM_FLAG_FIELDS = {
 class Domain(models.Model):
     """A domain this server receives mail for. Stored as a lowercase IDNA A-label."""
 
+    # How outbound mail whose envelope sender is in this domain leaves (mailcore/delivery/transport.py).
+    TRANSPORT_DEFAULT, TRANSPORT_MX, TRANSPORT_SMARTHOST, TRANSPORT_ANYMAIL = "", "mx", "smarthost", "anymail"
+    TRANSPORTS = [
+        (TRANSPORT_DEFAULT, "default (MAIL_RELAY)"),
+        (TRANSPORT_MX, "direct to MX"),
+        (TRANSPORT_SMARTHOST, "smarthost (MAIL_RELAY_HOST)"),
+        (TRANSPORT_ANYMAIL, "anymail (MAIL_ANYMAIL_BACKEND)"),
+    ]
+
     name = models.CharField(max_length=255, unique=True)
     active = models.BooleanField(default=True)
+    transport = models.CharField(
+        max_length=10, choices=TRANSPORTS, default=TRANSPORT_DEFAULT, blank=True,
+        help_text="How mail sent from this domain leaves the server.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -238,6 +251,29 @@ class OutboundRecipient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.state})"
+
+
+class DeliveryAttempt(models.Model):
+    """One delivery attempt for one recipient: when, where, what the remote side answered, what it came to.
+
+    Written in the same transaction as the recipient row's result (mailcore/delivery/claims.py).
+    """
+
+    recipient = models.ForeignKey(OutboundRecipient, on_delete=models.CASCADE, related_name="attempt_history")
+    # Denormalised so the queue page lists a message's attempts without a join through recipients.
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="attempts")
+    address = models.CharField(max_length=320)
+    attempted_at = models.DateTimeField()
+    transport = models.CharField(max_length=10, blank=True, help_text="mx, smarthost or anymail.")
+    mx_host = models.CharField(max_length=255, blank=True)
+    reply = models.TextField(blank=True)
+    outcome = models.CharField(max_length=10, choices=OutboundRecipient.STATES)
+
+    class Meta:
+        ordering = ["attempted_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.address} at {self.attempted_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"
 
 
 class MailboxLock(models.Model):

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from mailcore.conf import conf
 from mailcore.delivery.outcome import DELIVERED, PERMANENT, Outcome
-from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.models import DeliveryAttempt, OutboundMessage, OutboundRecipient
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -135,8 +135,8 @@ def reconnecting(fn: Callable[P, T]) -> Callable[P, T]:
 
 
 @reconnecting
-def record(row: OutboundRecipient, outcome: Outcome, owner: str) -> str:
-    """Store one attempt's outcome; return the row's new state. Only the lease holder may write."""
+def record(row: OutboundRecipient, outcome: Outcome, owner: str, transport: str = "") -> str:
+    """Store one attempt's outcome and its history row; return the row's new state. Only the lease holder writes."""
     now = timezone.now()
     fields: dict[str, object] = {
         "attempts": row.attempts + 1, "last_reply": outcome.reply[:2000], "mx_host": outcome.host[:255],
@@ -153,6 +153,11 @@ def record(row: OutboundRecipient, outcome: Outcome, owner: str) -> str:
         fields["next_attempt_at"] = now + dt.timedelta(seconds=retry_delay(row.attempts + 1))
     with _bookkeeping():
         updated = R.objects.filter(pk=row.pk, lease_owner=owner).update(**fields)
+        if updated:
+            DeliveryAttempt.objects.create(
+                recipient_id=row.pk, message_id=row.message_id, address=row.address, attempted_at=now,
+                transport=transport, mx_host=outcome.host[:255], reply=outcome.reply[:2000], outcome=fields["state"],
+            )
     for name, value in fields.items():
         setattr(row, name, value)
     return str(fields["state"]) if updated else R.SENDING

@@ -2,7 +2,9 @@
 
 The same code runs in a Celery task (`mailcore.tasks`) and in runmail's
 in-process runner (`mailcore.delivery.runner`). Connections stay open for the
-run, so several messages to one domain share one SMTP session.
+run, so several messages to one domain share one SMTP session. The envelope
+sender's domain picks the transport of each message (`transport.py`): direct
+to MX, the smarthost, or an ESP's API (`esp.py`).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from django.utils import timezone
 from mailcore import dns as maildns
 from mailcore import logs, metrics, store
 from mailcore.conf import conf
-from mailcore.delivery import claims, dkim, dsn, pool
+from mailcore.delivery import claims, dkim, dsn, esp, pool, transport
 from mailcore.delivery.client import Connection
 from mailcore.delivery.mx import MXHost, find_hosts
 from mailcore.delivery.outcome import DeliveryError, Outcome, temporary
@@ -40,11 +42,14 @@ def new_owner() -> str:
 
 
 class Run:
-    """Delivers claimed rows; keeps one connection per destination domain while it lasts."""
+    """Delivers claimed rows; keeps one connection per destination (MX or smarthost) while it lasts."""
 
     def __init__(self) -> None:
         self.owner = new_owner()
-        self.connections: dict[str, Connection] = {}
+        self.connections: dict[str, Connection] = {}  # by destination (see _destination)
+        self.routes: dict[str, str] = {}  # recipient domain -> destination of its last SMTP transaction
+        self.transports: dict[str, str] = {}  # sender domain -> transport (one lookup per run)
+        self.esp = esp.EspSession()
         self.prepared: dict[int, bytes] = {}
         self.dkim_keys: dict[str, dkim.DkimKey | None] = {}
         self.delivered = 0
@@ -53,9 +58,10 @@ class Run:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for domain, connection in self.connections.items():
-            pool.checkin(_destination(domain), connection)  # kept for the next run in this process
+        for destination, connection in self.connections.items():
+            pool.checkin(destination, connection)  # kept for the next run in this process
         self.connections.clear()
+        self.esp.close()
         pool.close_idle()
 
     # Claim and deliver -----------------------------------------------------
@@ -85,60 +91,68 @@ class Run:
                 self.deliver(rows)
 
     def _reusable(self, domain: str) -> bool:
-        connection = self.connections.get(domain)
+        connection = self.connections.get(self.routes.get(domain, ""))
         return bool(connection and not connection.broken and connection.transactions < MAX_TRANSACTIONS_PER_CONNECTION)
 
     def deliver(self, rows: list[OutboundRecipient]) -> None:
-        groups: dict[tuple[int, str], list[OutboundRecipient]] = defaultdict(list)
+        """One transaction per message and route: per recipient domain over SMTP, all recipients for an ESP."""
+        groups: dict[tuple[int, str, str], list[OutboundRecipient]] = defaultdict(list)
         for row in rows:
-            groups[(row.message_id, row.domain)].append(row)
-        for (_, domain), group in groups.items():
+            way = transport.for_sender(row.message.sender, self.transports)
+            groups[(row.message_id, way, "" if way == transport.ANYMAIL else row.domain)].append(row)
+        for (_, way, domain), group in groups.items():
             for start in range(0, len(group), MAX_RECIPIENTS_PER_TRANSACTION):
-                self._transaction(domain, group[start : start + MAX_RECIPIENTS_PER_TRANSACTION])
+                self._transaction(way, domain, group[start : start + MAX_RECIPIENTS_PER_TRANSACTION])
 
-    def _transaction(self, domain: str, rows: list[OutboundRecipient]) -> None:
+    def _transaction(self, way: str, domain: str, rows: list[OutboundRecipient]) -> None:
         message = rows[0].message
+        rcpts = [r.address for r in rows]
         try:
-            data = self._prepared(message)
-            outcomes = self._send(domain, message, [r.address for r in rows], data)
+            if way == transport.ANYMAIL:
+                outcomes = self.esp.send(store.read_blob(message.blob), rcpts)  # the ESP signs its own rebuild
+            else:
+                outcomes = self._send(way, domain, message, rcpts, self._prepared(message))
         except DeliveryError as err:
             outcomes = {r.address: err.outcome for r in rows}
         except store.StorageFailure as err:
             log.exception("outbound #%s: blob %s unreadable", message.pk, message.blob)
             outcomes = {r.address: temporary("4.3.0", f"queue file unreadable: {err}").outcome for r in rows}
-        self._record(message, rows, outcomes)
+        self._record(message, rows, outcomes, way)
 
     def _prepared(self, message: OutboundMessage) -> bytes:
         if message.pk not in self.prepared:
             self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
         return self.prepared[message.pk]
 
-    def _send(self, domain: str, message: OutboundMessage, rcpts: list[str], data: bytes) -> dict[str, Outcome]:
-        connection = self._connection(domain)
+    def _send(self, way: str, domain: str, message: OutboundMessage, rcpts: list[str], data: bytes) -> dict[str, Outcome]:
+        destination = _destination(way, domain)
+        self.routes[domain] = destination
+        connection = self._connection(way, domain, destination)
         try:
             return connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8)
         except DeliveryError:
-            self.connections.pop(domain, None)
+            self.connections.pop(destination, None)
             if connection.transactions == 0 and not connection.reused:
                 raise
         # A reused connection the server had closed meanwhile: one fresh try.
-        return self._connection(domain).send(message.sender, rcpts, data, smtputf8=message.smtputf8)
+        return self._connection(way, domain, destination).send(message.sender, rcpts, data, smtputf8=message.smtputf8)
 
-    def _connection(self, domain: str) -> Connection:
-        connection = self.connections.get(domain)
+    def _connection(self, way: str, domain: str, destination: str) -> Connection:
+        connection = self.connections.get(destination)
         if connection and not connection.broken:
             return connection
-        connection = pool.checkout(_destination(domain)) or open_connection(domain)
-        self.connections[domain] = connection
+        connection = pool.checkout(destination) or open_connection(way, domain)
+        self.connections[destination] = connection
         return connection
 
     # Results ---------------------------------------------------------------
 
-    def _record(self, message: OutboundMessage, rows: list[OutboundRecipient], outcomes: dict[str, Outcome]) -> None:
+    def _record(self, message: OutboundMessage, rows: list[OutboundRecipient], outcomes: dict[str, Outcome],
+                way: str) -> None:
         failed, delayed = [], []
         for row in rows:
             outcome = outcomes[row.address]
-            state = claims.record(row, outcome, self.owner)
+            state = claims.record(row, outcome, self.owner, transport=way)
             _account_for(message, row, state, outcome)
             if state == R.DELIVERED:
                 self.delivered += 1
@@ -162,17 +176,19 @@ def _account_for(message: OutboundMessage, row: OutboundRecipient, state: str, o
     )
 
 
-def _destination(domain: str) -> str:
-    """The pool key: where mail for `domain` goes under the current settings."""
-    if conf.relay == "smarthost":
+def _destination(way: str, domain: str) -> str:
+    """The connection and pool key: where mail for `domain` goes by transport `way` (mx or smarthost)."""
+    if way == transport.SMARTHOST:
         return f"smarthost:{conf.relay_host}:{conf.relay_port}"
     return f"mx:{domain}:{conf.outbound_port}"
 
 
-def open_connection(domain: str) -> Connection:
+def open_connection(way: str, domain: str) -> Connection:
     """Connect to the best reachable host for `domain` (or the smarthost); IPv6 then IPv4 per host."""
     credentials = None
-    if conf.relay == "smarthost":
+    if way == transport.SMARTHOST:
+        if not conf.relay_host:
+            raise temporary("4.3.5", "transport smarthost chosen but MAIL_RELAY_HOST is not set")  # RFC 3463 §3.4
         hosts, port, credentials = [_relay_host()], conf.relay_port, conf.relay_credentials
     else:
         hosts, port = find_hosts(domain), conf.outbound_port
