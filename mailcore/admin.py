@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -13,11 +14,13 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from mailcore import dashboard, directory, dnssetup
+from mailcore.delivery import dkim
 from mailcore.delivery import operator as delivery_operator
 from mailcore.models import (
     Account,
     Alias,
     AliasTarget,
+    DeliveryAttempt,
     Domain,
     Mailbox,
     Message,
@@ -28,10 +31,24 @@ from mailcore.models import (
 
 @admin.register(Domain)
 class DomainAdmin(admin.ModelAdmin):
-    list_display = ("name", "active", "account_count", "created_at", "dns_link")
+    list_display = ("name", "active", "transport", "account_count", "created_at", "dns_link")
     search_fields = ("name",)
-    list_filter = ("active",)
+    list_filter = ("active", "transport")
     change_form_template = "admin/mailcore/domain/change_form.html"
+    actions = ["create_dkim_key", "delete_selected"]
+
+    @admin.action(description="Create DKIM key (RSA-2048; shows the TXT record to publish)", permissions=["change"])
+    def create_dkim_key(self, request: HttpRequest, queryset: QuerySet[Domain]) -> None:
+        """What `manage.py createdkimkey DOMAIN` does, for each selected domain (RFC 6376 §3.6.1 record)."""
+        for domain in queryset:
+            try:
+                key = dkim.create_key(domain.name)
+            except IntegrityError:
+                self.message_user(request, f"{domain}: a DKIM key with selector {dkim.default_selector()} exists "
+                                  "already (one a day); the newest active key signs.", messages.WARNING)
+                continue
+            self.message_user(request, f"{domain}: DKIM key {key.selector} created; it signs from now on. "
+                              f"Publish this TXT record: {dkim.txt_record(key)}", messages.SUCCESS)
 
     @admin.display(description="accounts")
     def account_count(self, obj: Domain) -> int:
@@ -224,13 +241,27 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 
 
 class OutboundRecipientInline(admin.TabularInline):
-    """Each recipient's delivery history: attempts, the last remote reply and host, the next try."""
+    """Each recipient's state: attempts, the last remote reply and host, the next try."""
 
     model = OutboundRecipient
     extra = 0
     can_delete = False
     fields = ("address", "state", "attempts", "next_attempt_at", "mx_host", "last_reply", "lease_owner",
               "updated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    """Every attempt for every recipient, oldest first: time, transport, host, the remote reply, the outcome."""
+
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "attempt history"
+    fields = ("attempted_at", "address", "transport", "mx_host", "reply", "outcome")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -245,7 +276,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     list_filter = ("recipients__state",)
     search_fields = ("sender", "recipients__address")
     date_hierarchy = "created_at"
-    inlines = [OutboundRecipientInline]
+    inlines = [OutboundRecipientInline, DeliveryAttemptInline]
     readonly_fields = ("sender", "size", "blob", "account", "smtputf8", "created_at")
     actions = ["retry_now", "bounce_now", "delete_selected"]
 

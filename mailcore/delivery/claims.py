@@ -156,7 +156,8 @@ def record(row: OutboundRecipient, outcome: Outcome, owner: str, transport: str 
         if updated:
             DeliveryAttempt.objects.create(
                 recipient_id=row.pk, message_id=row.message_id, address=row.address, attempted_at=now,
-                transport=transport, mx_host=outcome.host[:255], reply=outcome.reply[:2000], outcome=fields["state"],
+                transport=transport, mx_host=outcome.host[:255], reply=outcome.reply[:2000],
+                outcome=str(fields["state"]),
             )
     for name, value in fields.items():
         setattr(row, name, value)

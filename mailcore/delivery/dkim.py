@@ -7,8 +7,11 @@ import logging
 import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.db import transaction
+from django.utils import timezone
 
 from mailcore.address import AddressError, normalize_domain
+from mailcore.conf import conf
 from mailcore.mime.headers import address_groups, first, parse_fields, split_header
 from mailcore.models import DkimKey
 
@@ -22,14 +25,24 @@ SIGNED_HEADERS = (
 )
 
 
-def create_key(domain: str, selector: str) -> DkimKey:
-    """Make a new RSA-2048 key for `domain`; older keys of the domain stay for verification only."""
+def default_selector() -> str:
+    """MAIL_DKIM_SELECTOR plus today's date, so a new key never reuses a published selector's name."""
+    return f"{conf.dkim_selector}{timezone.now():%Y%m%d}"
+
+
+def create_key(domain: str, selector: str = "") -> DkimKey:
+    """Make a new RSA-2048 key for `domain` (selector: default_selector()); older keys stay for verification only.
+
+    Raises AddressError for a bad domain and IntegrityError when the domain already has that selector.
+    """
     name = normalize_domain(domain)
+    selector = selector or default_selector()
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode("ascii")
-    return DkimKey.objects.create(domain=name, selector=selector, private_key=pem)
+    with transaction.atomic():  # a savepoint: a duplicate selector leaves the caller's transaction usable
+        return DkimKey.objects.create(domain=name, selector=selector, private_key=pem)
 
 
 def public_key_b64(key: DkimKey) -> str:

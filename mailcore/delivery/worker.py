@@ -124,7 +124,8 @@ class Run:
             self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
         return self.prepared[message.pk]
 
-    def _send(self, way: str, domain: str, message: OutboundMessage, rcpts: list[str], data: bytes) -> dict[str, Outcome]:
+    def _send(self, way: str, domain: str, message: OutboundMessage, rcpts: list[str],
+              data: bytes) -> dict[str, Outcome]:
         destination = _destination(way, domain)
         self.routes[domain] = destination
         connection = self._connection(way, domain, destination)

@@ -4,7 +4,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError
 
 from mailcore.address import AddressError
-from mailcore.conf import conf
 from mailcore.delivery import dkim
 
 
@@ -16,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--selector", default="", help="the selector (default: MAIL_DKIM_SELECTOR plus a date)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        selector = options["selector"] or f"{conf.dkim_selector}{_today()}"
+        selector = options["selector"] or dkim.default_selector()
         try:
             key = dkim.create_key(options["domain"], selector)
         except AddressError as err:
@@ -25,8 +24,3 @@ class Command(BaseCommand):
             raise CommandError(f"a key with selector {selector} exists for {options['domain']}") from err
         self.stdout.write(dkim.txt_record(key))
 
-
-def _today() -> str:
-    from django.utils import timezone
-
-    return timezone.now().strftime("%Y%m%d")
