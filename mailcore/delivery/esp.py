@@ -227,18 +227,20 @@ def _leaves(part: MIMEMessage) -> Iterator[MIMEMessage]:
 
 
 def _text(part: MIMEMessage) -> str:
+    """A text body decoded, with "\n" line ends (the ESP writes CRLF on the wire, RFC 5322 §2.3)."""
     try:
-        return str(part.get_content())
+        text = str(part.get_content())
     except (LookupError, UnicodeDecodeError):  # an unknown or lying charset
         payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    return text.replace("\r\n", "\n")
 
 
 def _attachment(part: MIMEMessage) -> MIMEBase:
     """One part as a MIMEBase Anymail reads name, type, Content-ID and disposition (inline or not) from."""
     maintype, subtype = part.get_content_type().split("/", 1)
     if part.get_content_maintype() == "message":
-        payload = b"".join(p.as_bytes() for p in part.iter_parts())
+        payload = b"".join(p.as_bytes(policy=policy.SMTP) for p in part.iter_parts())  # CRLF, RFC 5322 §2.1
     else:
         decoded = part.get_payload(decode=True)
         payload = decoded if isinstance(decoded, bytes) else b""
