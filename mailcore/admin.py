@@ -44,10 +44,10 @@ class DomainAdmin(admin.ModelAdmin):
             try:
                 key = dkim.create_key(domain.name)
             except IntegrityError:
-                self.message_user(request, f"{domain}: a DKIM key with selector {dkim.default_selector()} exists "
-                                  "already (one a day); the newest active key signs.", messages.WARNING)
+                self.message_user(request, f"DKIM key {dkim.default_selector()} for {domain} exists already (one a "
+                                  "day); the newest active key signs.", messages.WARNING)
                 continue
-            self.message_user(request, f"{domain}: DKIM key {key.selector} created; it signs from now on. "
+            self.message_user(request, f"DKIM key {key.selector} for {domain} created; it signs from now on. "
                               f"Publish this TXT record: {dkim.txt_record(key)}", messages.SUCCESS)
 
     @admin.display(description="accounts")

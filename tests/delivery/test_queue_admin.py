@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from mailcore import store
 from mailcore.delivery import claims, operator, queue, worker
-from mailcore.models import OutboundMessage, OutboundRecipient
+from mailcore.models import DeliveryAttempt, OutboundMessage, OutboundRecipient
 from mailcore.tasks import purge_queue
 
 MESSAGE = b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: queued\r\n\r\nbody\r\n"
@@ -49,6 +49,25 @@ def test_queue_page_lists_each_recipient_with_state_attempts_and_last_reply(admi
     detail = admin_client.get(f"{QUEUE_PAGE}{message_id}/change/")
     assert detail.status_code == 200
     assert b"mx.remote.test" in detail.content and b"451 4.3.0 try later" in detail.content
+
+
+def test_451_then_250_leaves_two_attempts_shown_on_the_queue_page(admin_client, remote):
+    message_id = deferred_message(remote)
+    OutboundRecipient.objects.filter(message_id=message_id).update(next_attempt_at=timezone.now())
+    assert worker.deliver_message(message_id) == 1
+    attempts = list(DeliveryAttempt.objects.filter(message_id=message_id).values_list(
+        "address", "transport", "mx_host", "reply", "outcome"))
+    assert attempts == [
+        ("bob@remote.test", "mx", "mx.remote.test", "451 4.3.0 try later", "deferred"),
+        ("bob@remote.test", "mx", "mx.remote.test", "250 2.0.0 queued", "delivered"),
+    ]
+    first, second = DeliveryAttempt.objects.filter(message_id=message_id)
+    assert first.attempted_at <= second.attempted_at and first.recipient == second.recipient
+    detail = admin_client.get(f"{QUEUE_PAGE}{message_id}/change/").content.decode()
+    assert "Attempt history" in detail
+    history = detail[detail.index("Attempt history"):]
+    assert history.index("451 4.3.0 try later") < history.index("250 2.0.0 queued")
+    assert history.count("mx.remote.test") == 2
 
 
 def test_retry_action_makes_a_deferred_message_due_now_and_it_is_delivered(admin_client, remote):

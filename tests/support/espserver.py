@@ -34,9 +34,9 @@ class EspState:
 
 
 def postmark_ok(body: dict[str, Any]) -> dict[str, Any]:
-    """Postmark's answer to an accepted /email request."""
-    return {"To": body.get("To", ""), "SubmittedAt": "2026-11-27T20:00:00Z", "MessageID": str(uuid.uuid4()),
-            "ErrorCode": 0, "Message": "OK"}
+    """Postmark's answer to an accepted /email request ("To" only when the request had one: not for Bcc-only)."""
+    answer = {"SubmittedAt": "2026-11-27T20:00:00Z", "MessageID": str(uuid.uuid4()), "ErrorCode": 0, "Message": "OK"}
+    return {"To": body["To"], **answer} if body.get("To") else answer
 
 
 def postmark_inactive(addresses: list[str]) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,90 @@
+"""The transport per sender domain: chosen on the admin's Domain page, used by delivery for that domain's mail."""
+from __future__ import annotations
+
+from mailcore.delivery import queue, worker
+from mailcore.directory import create_domain
+from mailcore.models import DeliveryAttempt, Domain, OutboundRecipient
+from tests.support.espserver import esp_server  # noqa: F401  (fixture by name)
+
+MESSAGE = b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: which way\r\n\r\nbody\r\n"
+OTHER = b"From: zoe@other.test\r\nTo: bob@remote.test\r\nSubject: which way\r\n\r\nbody\r\n"
+
+
+def change_page(domain: Domain) -> str:
+    return f"/admin/mailcore/domain/{domain.pk}/change/"
+
+
+def choose(admin_client, domain: Domain, transport: str) -> None:
+    response = admin_client.post(change_page(domain), {"name": domain.name, "active": "on", "transport": transport})
+    assert response.status_code == 302, response.content
+
+
+def state_of(message_id: int) -> str:
+    return OutboundRecipient.objects.get(message_id=message_id).state
+
+
+def test_domain_page_offers_the_four_transports_and_saves_the_choice(admin_client, domain):
+    page = admin_client.get(change_page(domain))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<select name="transport" aria-describedby="id_transport_helptext" id="id_transport">' in html
+    assert '<option value="" selected>default (MAIL_RELAY)</option>' in html
+    for value, label in [("mx", "direct to MX"), ("smarthost", "smarthost (MAIL_RELAY_HOST)"),
+                         ("anymail", "anymail (MAIL_ANYMAIL_BACKEND)")]:
+        assert f'<option value="{value}">{label}</option>' in html
+    choose(admin_client, domain, "anymail")
+    assert Domain.objects.get(pk=domain.pk).transport == "anymail"
+    listing = admin_client.get("/admin/mailcore/domain/?transport__exact=anymail")
+    assert b"example.test" in listing.content
+
+
+def test_a_domain_set_to_anymail_sends_through_the_esp_while_others_go_to_the_mx(admin_client, remote, esp_server):  # noqa: F811
+    create_domain("other.test")
+    choose(admin_client, Domain.objects.get(name="example.test"), "anymail")
+    via_esp = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    via_mx = queue.enqueue(OTHER, "zoe@other.test", ["bob@remote.test"])
+    worker.deliver_due()
+    assert (state_of(via_esp), state_of(via_mx)) == ("delivered", "delivered")
+    [request] = esp_server.requests
+    assert request.body["From"] == "alice@example.test"
+    [received] = remote.messages
+    assert received.sender == "zoe@other.test"
+    transports = dict(DeliveryAttempt.objects.values_list("message_id", "transport"))
+    assert transports == {via_esp: "anymail", via_mx: "mx"}
+
+
+def test_a_domain_set_to_smarthost_relays_without_an_mx_lookup(admin_client, remote, settings, dns_server):
+    settings.MAIL_RELAY_HOST, settings.MAIL_RELAY_PORT = "127.0.0.1", remote.port
+    choose(admin_client, Domain.objects.get(name="example.test"), "smarthost")
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@unlisted.test"])
+    assert worker.deliver_message(message_id) == 1
+    [received] = remote.messages
+    assert received.recipients == ["bob@unlisted.test"]
+    assert not any(name == "unlisted.test" for name, _ in dns_server.queries)
+    assert OutboundRecipient.objects.get(message_id=message_id).mx_host == "127.0.0.1"
+
+
+def test_smarthost_chosen_without_a_relay_host_defers(admin_client, remote, settings):
+    settings.MAIL_RELAY_HOST = ""
+    choose(admin_client, Domain.objects.get(name="example.test"), "smarthost")
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    row = OutboundRecipient.objects.get(message_id=message_id)
+    assert (row.state, row.last_reply) == (
+        "deferred", "451 4.3.5 transport smarthost chosen but MAIL_RELAY_HOST is not set"
+    )
+    assert remote.messages == []
+
+
+def test_a_domain_set_to_mx_overrides_mail_relay_anymail(admin_client, remote, settings, esp_server):  # noqa: F811
+    settings.MAIL_RELAY = "anymail"
+    create_domain("other.test")
+    choose(admin_client, Domain.objects.get(name="example.test"), "mx")
+    via_mx = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    via_default = queue.enqueue(OTHER, "zoe@other.test", ["bob@remote.test"])
+    bounce = queue.enqueue(MESSAGE, "", ["carol@remote.test"])  # a null sender takes the default
+    worker.deliver_due()
+    assert {state_of(i) for i in (via_mx, via_default, bounce)} == {"delivered"}
+    [received] = remote.messages
+    assert received.sender == "alice@example.test"
+    assert sorted(r.body["From"] for r in esp_server.requests) == ["alice@example.test", "zoe@other.test"]
