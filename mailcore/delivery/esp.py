@@ -72,10 +72,10 @@ class EspSession:
         self.name = ""
         self.host = ""
 
-    def send(self, data: bytes, rcpts: list[str]) -> dict[str, Outcome]:
+    def send(self, data: bytes, sender: str, rcpts: list[str]) -> dict[str, Outcome]:
         """Send `data` to `rcpts` through the ESP; one outcome per recipient, or DeliveryError for them all."""
         backend = self._open()
-        message = build_message(data, rcpts)
+        message = build_message(data, sender, rcpts)
         message.connection = backend
         try:
             backend.send_messages([message])
@@ -163,8 +163,8 @@ def _first_line(err: Exception) -> str:
 # Taking the message apart -------------------------------------------------------
 
 
-def build_message(data: bytes, rcpts: list[str]) -> AnymailMessage:
-    """The queued bytes as an AnymailMessage for the envelope recipients `rcpts`.
+def build_message(data: bytes, sender: str, rcpts: list[str]) -> AnymailMessage:
+    """The queued bytes as an AnymailMessage for the envelope recipients `rcpts` (From: else `sender`).
 
     Each recipient goes in To or Cc where the header names it, else in Bcc (RFC
     5322 §3.6.3), so the ESP shows what the author wrote for this transaction's
@@ -177,7 +177,7 @@ def build_message(data: bytes, rcpts: list[str]) -> AnymailMessage:
     cc = [r for r in rcpts if r.lower() in header_cc and r not in to]
     bcc = [r for r in rcpts if r not in to and r not in cc]
     message = AnymailMessage(
-        subject=str(parsed.get("subject", "")), from_email=str(parsed.get("from", "")),
+        subject=str(parsed.get("subject", "")), from_email=str(parsed.get("from") or sender),
         to=to, cc=cc, bcc=bcc, headers=_extra_headers(parsed),
     )
     _set_content(message, parsed)

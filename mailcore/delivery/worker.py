@@ -109,7 +109,8 @@ class Run:
         rcpts = [r.address for r in rows]
         try:
             if way == transport.ANYMAIL:
-                outcomes = self.esp.send(store.read_blob(message.blob), rcpts)  # the ESP signs its own rebuild
+                # Unsigned: the ESP rebuilds the message and signs it itself.
+                outcomes = self.esp.send(store.read_blob(message.blob), message.sender, rcpts)
             else:
                 outcomes = self._send(way, domain, message, rcpts, self._prepared(message))
         except DeliveryError as err:

@@ -154,10 +154,11 @@ def test_without_a_backend_setting_mail_waits(esp, settings):
     assert esp.requests == []
 
 
-def test_a_plain_text_message_without_mime_headers_keeps_its_body(esp: EspServer):
-    plain = b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: hi\r\n\r\nJust text.\r\n"
+def test_a_plain_text_message_without_mime_or_from_headers_keeps_its_body_and_uses_the_envelope_sender(esp):
+    plain = b"To: bob@remote.test\r\nSubject: hi\r\n\r\nJust text.\r\n"
     worker.deliver_message(queue.enqueue(plain, "alice@example.test", ["bob@remote.test"]))
     [request] = esp.requests
+    assert request.body["From"] == "alice@example.test"
     assert request.body["TextBody"] == "Just text.\n" and "HtmlBody" not in request.body
     assert "Attachments" not in request.body
 
