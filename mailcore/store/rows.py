@@ -15,7 +15,7 @@ from django.db.models import Q
 
 from mailcore.mime.headers import parse_fields
 from mailcore.models import SYSTEM_FLAG_FIELDS, Message
-from mailcore.store.messages import _mailbox, fetch, read_blob
+from mailcore.store.messages import _mailbox, fetch, folder_messages, read_blob
 from mailcore.store.types import FolderRef, MessageInfo
 
 _FLAG_COLUMNS = list(SYSTEM_FLAG_FIELDS.values())
@@ -79,17 +79,15 @@ def _start_of(day: dt.date) -> dt.datetime:
 
 def flags(ref: FolderRef, uids: Iterable[int] | None = None, changed_since: int | None = None) -> list[FlagsRow]:
     """UID, MODSEQ and flags of messages (all when `uids` is None), ascending; only those changed after a MODSEQ."""
-    query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
-    if uids is not None:
-        query = query.filter(uid__in=list(uids))
-    if changed_since is not None:
-        query = query.filter(modseq__gt=changed_since)
     names = list(SYSTEM_FLAG_FIELDS)
-    rows = query.order_by("uid").values_list("uid", "modseq", "keywords", *_FLAG_COLUMNS)
+    found = folder_messages(ref, _FLAGS_ROW_COLUMNS, uids, changed_since)
     return [
         FlagsRow(uid, modseq, (*(n for n, on in zip(names, system, strict=True) if on), *(keywords or ())))
-        for uid, modseq, keywords, *system in rows
+        for uid, modseq, keywords, *system in found
     ]
+
+
+_FLAGS_ROW_COLUMNS = ("uid", "modseq", "keywords", *_FLAG_COLUMNS)
 
 
 def matching_uids(ref: FolderRef, where: ColumnFilter) -> list[int]:
@@ -100,11 +98,12 @@ def matching_uids(ref: FolderRef, where: ColumnFilter) -> list[int]:
 
 def subjects(ref: FolderRef, where: ColumnFilter | None = None) -> list[tuple[int, str, bool]]:
     """(UID, decoded Subject, whether it was cut at SUBJECT_COLUMN_LIMIT) of matching messages, ascending."""
-    query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
-    if where is not None:
-        query = query.filter(where.q())
-    return [(uid, subject, len(subject) >= SUBJECT_COLUMN_LIMIT)
-            for uid, subject in query.order_by("uid").values_list("uid", "subject")]
+    if where is None:
+        found = folder_messages(ref, ("uid", "subject"))
+    else:
+        found = list(Message.objects.filter(where.q(), mailbox_id=_mailbox(ref).pk).order_by("uid")
+                     .values_list("uid", "subject"))
+    return [(uid, subject, len(subject) >= SUBJECT_COLUMN_LIMIT) for uid, subject in found]
 
 
 def fetch_with_bytes(
