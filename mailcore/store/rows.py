@@ -52,6 +52,9 @@ class ColumnFilter:
     def is_system_flag(flag: str) -> bool:
         return flag.lower() in _FIELD_BY_LOWER_FLAG
 
+    def is_empty(self) -> bool:
+        return not any(getattr(self, name) for name in self.__dataclass_fields__)
+
     def q(self) -> Q:
         condition = Q()
         for flag in self.flags_set:
@@ -92,18 +95,16 @@ _FLAGS_ROW_COLUMNS = ("uid", "modseq", "keywords", *_FLAG_COLUMNS)
 
 def matching_uids(ref: FolderRef, where: ColumnFilter) -> list[int]:
     """UIDs (ascending) of the messages whose columns meet every condition of `where`."""
+    if where.is_empty():
+        return [uid for (uid,) in folder_messages(ref, ("uid",))]
     query = Message.objects.filter(where.q(), mailbox_id=_mailbox(ref).pk)
     return list(query.order_by("uid").values_list("uid", flat=True))
 
 
-def subjects(ref: FolderRef, where: ColumnFilter | None = None) -> list[tuple[int, str, bool]]:
-    """(UID, decoded Subject, whether it was cut at SUBJECT_COLUMN_LIMIT) of matching messages, ascending."""
-    if where is None:
-        found = folder_messages(ref, ("uid", "subject"))
-    else:
-        found = list(Message.objects.filter(where.q(), mailbox_id=_mailbox(ref).pk).order_by("uid")
-                     .values_list("uid", "subject"))
-    return [(uid, subject, len(subject) >= SUBJECT_COLUMN_LIMIT) for uid, subject in found]
+def subjects(ref: FolderRef, uids: Iterable[int] | None = None) -> list[tuple[int, str, bool]]:
+    """(UID, decoded Subject, whether it was cut at SUBJECT_COLUMN_LIMIT) of messages (all when `uids` is None)."""
+    return [(uid, subject, len(subject) >= SUBJECT_COLUMN_LIMIT)
+            for uid, subject in folder_messages(ref, ("uid", "subject"), uids)]
 
 
 def fetch_with_bytes(
