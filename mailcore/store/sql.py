@@ -158,16 +158,15 @@ def _converted(expressions: list[Col], rows: list[tuple[Any, ...]]) -> list[tupl
         for index, col in enumerate(expressions)
     ]
     converters = [(index, found) for index, found in converters if found]
-    if not converters:
+    if not converters or not rows:
         return rows
-    result = []
-    for row in rows:
-        values = list(row)
-        for index, functions in converters:
-            for convert in functions:
-                values[index] = convert(values[index], expressions[index], connection)
-        result.append(tuple(values))
-    return result
+    columns = list(zip(*rows))  # column by column: one comprehension per converter, not a call per cell
+    for index, functions in converters:
+        values, expression = columns[index], expressions[index]
+        for convert in functions:
+            values = tuple([convert(value, expression, connection) for value in values])
+        columns[index] = values
+    return list(zip(*columns))
 
 
 def folder_row(account_id: int, mailbox_id: int, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
