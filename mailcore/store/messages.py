@@ -279,7 +279,8 @@ def _save_flags(rows: list[Message], modseq: int) -> None:
         key = (tuple(bool(getattr(row, column)) for column in columns), tuple(row.keywords))
         groups.setdefault(key, []).append(row.pk)
     for (system, keywords), ids in groups.items():
-        sql.update_messages(ids, {**dict(zip(columns, system, strict=True)), "keywords": list(keywords), "modseq": modseq})
+        values = {**dict(zip(columns, system, strict=True)), "keywords": list(keywords), "modseq": modseq}
+        sql.update_messages(ids, values)
 
 
 # Copy, move, expunge ------------------------------------------------------------

@@ -160,13 +160,13 @@ def _converted(expressions: list[Col], rows: list[tuple[Any, ...]]) -> list[tupl
     converters = [(index, found) for index, found in converters if found]
     if not converters or not rows:
         return rows
-    columns = list(zip(*rows))  # column by column: one comprehension per converter, not a call per cell
+    columns = list(zip(*rows, strict=True))  # column by column: one comprehension per converter
     for index, functions in converters:
         values, expression = columns[index], expressions[index]
         for convert in functions:
             values = tuple([convert(value, expression, connection) for value in values])
         columns[index] = values
-    return list(zip(*columns))
+    return list(zip(*columns, strict=True))
 
 
 def folder_row(account_id: int, mailbox_id: int, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
