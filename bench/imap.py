@@ -123,8 +123,12 @@ def fill_ours(total: int) -> None:
             sender=parsed.sender, sent_date=parsed.sent_date, message_id=parsed.message_id,
         ))
     Message.objects.bulk_create(rows, batch_size=1000)
-    Mailbox.objects.filter(pk=ref.mailbox_id).update(uidnext=total + 1, highestmodseq=1)
-    Account.objects.filter(pk=account.pk).update(used_bytes=sum(r.size for r in rows))
+    size = sum(r.size for r in rows)
+    # The counters the store keeps (STATUS, and the sessions' "did anything come or go" check).
+    Mailbox.objects.filter(pk=ref.mailbox_id).update(
+        uidnext=total + 1, highestmodseq=1, message_count=total, unseen_count=total, total_size=size
+    )
+    Account.objects.filter(pk=account.pk).update(used_bytes=size)
 
 
 def start_ours(directory: Path, total: int) -> tuple[subprocess.Popen[bytes], int]:

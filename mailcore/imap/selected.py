@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from mailcore import store
 from mailcore.imap import wire
 from mailcore.imap.errors import Bad
+from mailcore.imap.memo import Memo
 from mailcore.imap.parser import SavedResult, SequenceSet
 from mailcore.store import aio, recent, rows
 
@@ -25,7 +26,7 @@ MAX_OWN_CHANGES = 10_000  # own flag changes remembered before a full re-read is
 
 
 UID_LIST_CACHE_SIZE = 64  # folders whose UID lists this process keeps for SELECT
-_UID_LISTS: dict[tuple[int, int, int, int], tuple[int, ...]] = {}
+_UID_LISTS: Memo[tuple[int, int, int, int], tuple[int, ...]] = Memo(UID_LIST_CACHE_SIZE)
 
 
 async def _uids_of(ref: store.FolderRef, info: store.FolderInfo) -> list[int]:
@@ -41,9 +42,7 @@ async def _uids_of(ref: store.FolderRef, info: store.FolderInfo) -> list[int]:
         return list(cached)
     uids = await aio.run(store.uids, ref)
     if len(uids) == info.messages and (not uids or uids[-1] < info.uidnext):
-        if len(_UID_LISTS) >= UID_LIST_CACHE_SIZE:
-            _UID_LISTS.clear()
-        _UID_LISTS[key] = tuple(uids)
+        _UID_LISTS.put(key, tuple(uids))
     return uids
 
 

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
 from mailcore.models import DEFAULT_FOLDERS, Account, Mailbox, Message
+from mailcore.store import sql
 from mailcore.store.events import FOLDERS, MailboxEvent, hub
 from mailcore.store.types import (
     FolderExists,
@@ -112,10 +113,15 @@ def list_folders(account_id: int) -> list[FolderInfo]:
 
 def folder_info(ref: FolderRef) -> FolderInfo:
     """Current counters and counts of one folder (RFC 9051 §6.3.11 STATUS)."""
-    row = Mailbox.objects.filter(pk=ref.mailbox_id, account_id=ref.account_id).first()
+    row = sql.folder_row(ref.account_id, ref.mailbox_id, _INFO_COLUMNS)
     if row is None:
         raise NoSuchFolder(f"folder {ref.name} no longer exists")
-    return _info(row)
+    return FolderInfo(*row)
+
+
+# FolderInfo's fields, in order, as Mailbox columns (plain SQL: every IMAP command's change check reads them)
+_INFO_COLUMNS = ("id", "name", "uidvalidity", "uidnext", "highestmodseq", "special_use", "subscribed",
+                 "message_count", "unseen_count", "total_size")
 
 
 def _info(row: Mailbox) -> FolderInfo:

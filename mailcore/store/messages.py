@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
@@ -246,10 +247,8 @@ def store_flags(
     flag_list = list(flags)
     result = FlagResult()
     with transaction.atomic():
-        mailbox = _mailbox(ref)
-        rows = list(
-            Message.objects.filter(mailbox=mailbox, uid__in=list(uids)).only(*_FLAG_COLUMNS).order_by("uid")
-        )
+        rows = [Message(**dict(zip(_FLAG_COLUMNS, row, strict=True)))
+                for row in folder_messages(ref, _FLAG_COLUMNS, uids)]
         if unchanged_since is not None:
             result.modified = [r.uid for r in rows if r.modseq > unchanged_since]
             rows = [r for r in rows if r.modseq <= unchanged_since]
@@ -257,12 +256,12 @@ def store_flags(
         changed = [row for row in rows if _apply_flags(row, flag_list, mode)]
         if not changed:
             return result
-        modseq = _next_modseq(mailbox.pk, Counts(unseen=sum(not row.seen for row in rows) - unseen_before))
+        modseq = _next_modseq(ref.mailbox_id, Counts(unseen=sum(not row.seen for row in rows) - unseen_before))
         for row in changed:
             row.modseq = modseq
         _save_flags(changed, modseq)
         result.changed = [FlagChange(row.uid, tuple(row.flags), modseq) for row in changed]
-        _notify(FLAGS, ref.account_id, mailbox.pk, modseq, tuple(r.uid for r in changed))
+        _notify(FLAGS, ref.account_id, ref.mailbox_id, modseq, tuple(r.uid for r in changed))
     return result
 
 
@@ -280,11 +279,8 @@ def _save_flags(rows: list[Message], modseq: int) -> None:
         key = (tuple(bool(getattr(row, column)) for column in columns), tuple(row.keywords))
         groups.setdefault(key, []).append(row.pk)
     for (system, keywords), ids in groups.items():
-        values = dict(zip(columns, system, strict=True))
-        for start in range(0, len(ids), BULK_BATCH):
-            Message.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(
-                **values, keywords=list(keywords), modseq=modseq
-            )
+        values = {**dict(zip(columns, system, strict=True)), "keywords": list(keywords), "modseq": modseq}
+        sql.update_messages(ids, values)
 
 
 # Copy, move, expunge ------------------------------------------------------------
@@ -375,19 +371,29 @@ def fetch(
     `with_bodystructure=False` leaves `bodystructure` empty: listing 10,000 messages
     (IMAP FETCH FLAGS ENVELOPE, change reports) then skips decoding the largest column.
     """
-    query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
-    if uids is not None:
-        query = query.filter(uid__in=list(uids))
-    if changed_since is not None:
-        query = query.filter(modseq__gt=changed_since)
-    columns = [*_INFO_COLUMNS, *SYSTEM_FLAG_FIELDS.values()] + (["bodystructure"] if with_bodystructure else [])
-    return [_info_from_values(row) for row in query.order_by("uid").values(*columns)]
+    columns = (*_INFO_COLUMNS, *SYSTEM_FLAG_FIELDS.values()) + (("bodystructure",) if with_bodystructure else ())
+    found = folder_messages(ref, columns, uids, changed_since)
+    return [_info_from_values(dict(zip(columns, row, strict=True))) for row in found]
 
 
-_INFO_COLUMNS = [
+def folder_messages(
+    ref: FolderRef, columns: tuple[str, ...], uids: Iterable[int] | None = None, changed_since: int | None = None
+) -> list[tuple[Any, ...]]:
+    """`columns` of the folder's messages by ascending UID (plain SQL: the protocols' hot read path).
+
+    NoSuchFolder when the folder is gone (checked only when nothing was found).
+    """
+    wanted = None if uids is None else list(uids)
+    found = sql.message_rows(ref.account_id, ref.mailbox_id, columns, wanted, changed_since)
+    if not found:
+        _mailbox(ref)
+    return found
+
+
+_INFO_COLUMNS = (
     "uid", "modseq", "keywords", "internal_date", "size", "blob", "envelope", "subject", "sender",
     "sent_date", "message_id", "thread_id", "has_attachments",
-]
+)
 
 
 def _info_from_values(row: dict[str, object]) -> MessageInfo:

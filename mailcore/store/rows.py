@@ -15,7 +15,7 @@ from django.db.models import Q
 
 from mailcore.mime.headers import parse_fields
 from mailcore.models import SYSTEM_FLAG_FIELDS, Message
-from mailcore.store.messages import _mailbox, fetch, read_blob
+from mailcore.store.messages import _mailbox, fetch, folder_messages, read_blob
 from mailcore.store.types import FolderRef, MessageInfo
 
 _FLAG_COLUMNS = list(SYSTEM_FLAG_FIELDS.values())
@@ -52,6 +52,9 @@ class ColumnFilter:
     def is_system_flag(flag: str) -> bool:
         return flag.lower() in _FIELD_BY_LOWER_FLAG
 
+    def is_empty(self) -> bool:
+        return not any(getattr(self, name) for name in self.__dataclass_fields__)
+
     def q(self) -> Q:
         condition = Q()
         for flag in self.flags_set:
@@ -79,32 +82,29 @@ def _start_of(day: dt.date) -> dt.datetime:
 
 def flags(ref: FolderRef, uids: Iterable[int] | None = None, changed_since: int | None = None) -> list[FlagsRow]:
     """UID, MODSEQ and flags of messages (all when `uids` is None), ascending; only those changed after a MODSEQ."""
-    query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
-    if uids is not None:
-        query = query.filter(uid__in=list(uids))
-    if changed_since is not None:
-        query = query.filter(modseq__gt=changed_since)
     names = list(SYSTEM_FLAG_FIELDS)
-    rows = query.order_by("uid").values_list("uid", "modseq", "keywords", *_FLAG_COLUMNS)
+    found = folder_messages(ref, _FLAGS_ROW_COLUMNS, uids, changed_since)
     return [
         FlagsRow(uid, modseq, (*(n for n, on in zip(names, system, strict=True) if on), *(keywords or ())))
-        for uid, modseq, keywords, *system in rows
+        for uid, modseq, keywords, *system in found
     ]
+
+
+_FLAGS_ROW_COLUMNS = ("uid", "modseq", "keywords", *_FLAG_COLUMNS)
 
 
 def matching_uids(ref: FolderRef, where: ColumnFilter) -> list[int]:
     """UIDs (ascending) of the messages whose columns meet every condition of `where`."""
+    if where.is_empty():
+        return [uid for (uid,) in folder_messages(ref, ("uid",))]
     query = Message.objects.filter(where.q(), mailbox_id=_mailbox(ref).pk)
     return list(query.order_by("uid").values_list("uid", flat=True))
 
 
-def subjects(ref: FolderRef, where: ColumnFilter | None = None) -> list[tuple[int, str, bool]]:
-    """(UID, decoded Subject, whether it was cut at SUBJECT_COLUMN_LIMIT) of matching messages, ascending."""
-    query = Message.objects.filter(mailbox_id=_mailbox(ref).pk)
-    if where is not None:
-        query = query.filter(where.q())
+def subjects(ref: FolderRef, uids: Iterable[int] | None = None) -> list[tuple[int, str, bool]]:
+    """(UID, decoded Subject, whether it was cut at SUBJECT_COLUMN_LIMIT) of messages (all when `uids` is None)."""
     return [(uid, subject, len(subject) >= SUBJECT_COLUMN_LIMIT)
-            for uid, subject in query.order_by("uid").values_list("uid", "subject")]
+            for uid, subject in folder_messages(ref, ("uid", "subject"), uids)]
 
 
 def fetch_with_bytes(

@@ -1,4 +1,4 @@
-"""The hot write path's statements (delivery, APPEND) in plain SQL, one round trip each.
+"""The hot paths' statements (delivery, APPEND, and the protocols' reads) in plain SQL, one round trip each.
 
 The ORM spends far more time compiling these small statements than the
 database spends running them (a delivery was ~10,000 Python calls, most of
@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Field
+from django.db.models.expressions import Col
 
 from mailcore.models import Account, Mailbox, Message
 
@@ -134,3 +135,99 @@ def quota(account_id: int) -> tuple[int, int]:
     if row is None:
         raise Account.DoesNotExist(f"no account {account_id}")
     return int(row[0]), int(row[1])
+
+
+# Reads -------------------------------------------------------------------------
+
+UID_LIST_LIMIT = 500  # longer UID lists are read as one UID range and filtered here (SQLite's variable limit)
+
+
+@functools.cache
+def _select_plan(vendor: str, model: type[Any], columns: tuple[str, ...], alias: str) -> tuple[list[Col], str]:
+    """The column expressions and the SELECT list for `columns` of `model`, built once per vendor."""
+    fields = [_concrete(model._meta.get_field(name)) for name in columns]
+    expressions = [field.get_col(alias) for field in fields]
+    names = ", ".join(f"{alias}.{connection.ops.quote_name(str(field.column))}" for field in fields)
+    return expressions, names
+
+
+def _converted(expressions: list[Col], rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows with each value converted from the database as the ORM would (JSON, dates, booleans)."""
+    converters = [
+        (index, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)])
+        for index, col in enumerate(expressions)
+    ]
+    converters = [(index, found) for index, found in converters if found]
+    if not converters or not rows:
+        return rows
+    columns = list(zip(*rows, strict=True))  # column by column: one comprehension per converter
+    for index, functions in converters:
+        values, expression = columns[index], expressions[index]
+        for convert in functions:
+            values = tuple([convert(value, expression, connection) for value in values])
+        columns[index] = values
+    return list(zip(*columns, strict=True))
+
+
+def folder_row(account_id: int, mailbox_id: int, columns: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """`columns` of the account's folder `mailbox_id`; None when the account has no such folder."""
+    expressions, names = _select_plan(connection.vendor, Mailbox, columns, "b")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {names} FROM {_table(Mailbox)} b WHERE b.id = %s AND b.account_id = %s",
+                       [mailbox_id, account_id])
+        row = cursor.fetchone()
+    return None if row is None else _converted(expressions, [row])[0]
+
+
+def message_rows(
+    account_id: int,
+    mailbox_id: int,
+    columns: tuple[str, ...],
+    uids: Sequence[int] | None = None,
+    changed_since: int | None = None,
+) -> list[tuple[Any, ...]]:
+    """`columns` of the messages of the account's folder `mailbox_id`, by ascending UID.
+
+    Only the UIDs in `uids` when given, only those with MODSEQ above `changed_since`
+    when given. The folder must belong to the account, so another account's folder
+    id reads nothing. (A scalar subquery rather than a join: with it SQLite keeps
+    choosing the (mailbox, modseq) index for CHANGEDSINCE and change reports.)
+    """
+    expressions, names = _select_plan(connection.vendor, Message, columns, "m")
+    where = [f"m.mailbox_id = (SELECT b.id FROM {_table(Mailbox)} b WHERE b.id = %s AND b.account_id = %s)"]
+    params: list[Any] = [mailbox_id, account_id]
+    wanted: set[int] | None = None
+    if uids is not None:
+        if not uids:
+            return []
+        if len(uids) <= UID_LIST_LIMIT:
+            where.append(f"m.uid IN ({', '.join(['%s'] * len(uids))})")
+            params.extend(uids)
+        else:
+            wanted = set(uids)
+            where.append("m.uid BETWEEN %s AND %s")
+            params.extend((min(wanted), max(wanted)))
+    if changed_since is not None:
+        where.append("m.modseq > %s")
+        params.append(changed_since)
+    statement = (
+        f"SELECT m.uid, {names} FROM {_table(Message)} m WHERE {' AND '.join(where)} ORDER BY m.uid"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        found = cursor.fetchall()
+    if wanted is not None:
+        found = [row for row in found if row[0] in wanted]
+    return _converted(expressions, [row[1:] for row in found])
+
+
+def update_messages(ids: Sequence[int], values: dict[str, Any], batch: int = UID_LIST_LIMIT) -> None:
+    """Set the same `values` (field name -> value) on the message rows `ids`: one UPDATE per batch of ids."""
+    fields = [_concrete(Message._meta.get_field(name)) for name in values]
+    assignments = ", ".join(f"{connection.ops.quote_name(str(field.column))} = %s" for field in fields)
+    prepared = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), batch):
+            chunk = list(ids[start : start + batch])
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"UPDATE {_table(Message)} SET {assignments} WHERE id IN ({marks})", [*prepared, *chunk])

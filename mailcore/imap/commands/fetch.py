@@ -9,6 +9,7 @@ from mailcore import store
 from mailcore.imap import fetchdata, wire
 from mailcore.imap.errors import Bad
 from mailcore.imap.fetchdata import Section
+from mailcore.imap.memo import Memo
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.store import aio, rows
 
@@ -29,7 +30,7 @@ SIMPLE = {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUC
 SECTIONED = {"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"}
 SETS_SEEN = {"RFC822", "RFC822.TEXT", "BODY", "BINARY"}  # with a section: RFC 9051 §6.4.5
 ENVELOPE_CACHE_SIZE = 100_000  # rendered ENVELOPEs kept per process (about 300 bytes each)
-_ENVELOPES: dict[tuple[int, int, bool], bytes] = {}
+_ENVELOPES: Memo[tuple[int, int, bool], bytes] = Memo(ENVELOPE_CACHE_SIZE)
 FLUSH_EVERY = 200  # messages per write, so a large FETCH streams instead of piling up
 BODY_BATCH = 20  # messages (with their bytes) read per store call: one thread hop, bounded memory
 MAX_LISTED_UIDS = 1_000  # beyond this many UIDs, reading the whole folder beats an IN (...) list
@@ -242,17 +243,12 @@ def _light_item(view: MailboxView, name: str, row: rows.FlagsRow, envelopes: dic
 
 async def _envelopes(s: Session, view: MailboxView, uids: list[int]) -> dict[int, bytes]:
     """Rendered ENVELOPEs of `uids`; the ones not cached are read from the store in one call."""
-    result: dict[int, bytes] = {}
-    missing = []
-    for uid in uids:
-        cached = _ENVELOPES.get((view.ref.mailbox_id, uid, s.utf8))
-        if cached is None:
-            missing.append(uid)
-        else:
-            result[uid] = cached
+    mailbox_id, utf8 = view.ref.mailbox_id, s.utf8
+    known, missing = _ENVELOPES.split((mailbox_id, uid, utf8) for uid in uids)
+    result = {uid: value for (_, uid, _), value in known.items()}
     if missing:
-        wanted = set(missing)
-        listed = missing if len(missing) <= MAX_LISTED_UIDS else None  # many: read the folder, not a long IN list
+        wanted = {uid for _, uid, _ in missing}
+        listed = sorted(wanted) if len(wanted) <= MAX_LISTED_UIDS else None  # many: read the folder, not a list
         for message in await aio.run(store.fetch, view.ref, listed, None, False):
             if message.uid in wanted:
                 result[message.uid] = _envelope(s, message)
@@ -285,11 +281,7 @@ def _envelope(s: Session, message: store.MessageInfo) -> bytes:
     assert s.selected is not None
     key = (s.selected.ref.mailbox_id, message.uid, s.utf8)
     cached = _ENVELOPES.get(key)
-    if cached is None:
-        if len(_ENVELOPES) >= ENVELOPE_CACHE_SIZE:
-            _ENVELOPES.clear()
-        cached = _ENVELOPES[key] = fetchdata.envelope(message.envelope, s.utf8)
-    return cached
+    return cached if cached is not None else _ENVELOPES.put(key, fetchdata.envelope(message.envelope, s.utf8))
 
 
 def _unsectioned(s: Session, name: str, message: store.MessageInfo, raw: bytes) -> bytes:

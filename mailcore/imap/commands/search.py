@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from mailcore import store
 from mailcore.imap import search, threads, wire
 from mailcore.imap.errors import Bad, No
+from mailcore.imap.memo import Memo
 from mailcore.imap.parser import Parser, SequenceSet
 from mailcore.imap.search import Candidate, Key
 from mailcore.mime.headers import decode_words
@@ -19,6 +20,8 @@ CHARSETS = {"UTF-8", "US-ASCII"}  # RFC 9051 §6.4.4: UTF-8 is required; others 
 RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL", "SAVE"}  # RFC 4731 §3.1, RFC 5182 §2.1
 SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 THREAD_FIELDS = ("message-id", "references", "in-reply-to")
+SUBJECT_CACHE_SIZE = 200_000  # casefolded Subjects kept per process for SEARCH SUBJECT (a UID's never changes)
+_SUBJECTS: Memo[tuple[int, int], tuple[str, bool]] = Memo(SUBJECT_CACHE_SIZE)
 
 
 async def cmd_SEARCH(s: Session, p: Parser) -> str:
@@ -115,13 +118,12 @@ async def _column_search(s: Session, keys: list[Key]) -> list[tuple[int, int]] |
         return None
     where, rest = plan
     needles = [key.args[0] for key in rest if key.name == "SUBJECT"]
+    uids = await aio.run(rows.matching_uids, view.ref, where)  # also drops messages expunged meanwhile
     if needles:
-        subjects = await aio.run(rows.subjects, view.ref, where)
-        if any(cut for _uid, _subject, cut in subjects):
+        subjects = await _folded_subjects(view, uids)
+        if any(cut for _folded, cut in subjects.values()):
             return None
-        uids = [uid for uid, subject, _cut in subjects if all(n in subject.casefold() for n in needles)]
-    else:
-        uids = await aio.run(rows.matching_uids, view.ref, where)
+        uids = [uid for uid in uids if uid in subjects and all(n in subjects[uid][0] for n in needles)]
     resolve = _resolver(view)
     found = []
     for uid in uids:
@@ -129,6 +131,17 @@ async def _column_search(s: Session, keys: list[Key]) -> list[tuple[int, int]] |
         if seq is not None and all(search.number_match(key, seq, uid, resolve, view.recent) for key in rest):
             found.append((seq, uid))
     return found
+
+
+async def _folded_subjects(view: MailboxView, uids: list[int]) -> dict[int, tuple[str, bool]]:
+    """UID -> (casefolded cached Subject, whether the column cut it short), from the memo or the store."""
+    mailbox_id = view.ref.mailbox_id
+    known, missing = _SUBJECTS.split((mailbox_id, uid) for uid in uids)
+    result = {uid: value for (_, uid), value in known.items()}
+    if missing:
+        for uid, subject, cut in await aio.run(rows.subjects, view.ref, [uid for _, uid in missing]):
+            result[uid] = _SUBJECTS.put((mailbox_id, uid), (subject.casefold(), cut))
+    return result
 
 
 def _resolver(view: MailboxView) -> search.Resolver:
