@@ -100,6 +100,18 @@ def _why_not_retry(job: ImportJob) -> str:
     return ""
 
 
+def progress_of(job: ImportJob) -> dict[str, object]:
+    """The progress page's figures (and its JSON): state, counts, and the <progress> bar's max and value."""
+    finished = job.state in (ImportJob.DONE, ImportJob.FAILED)
+    return {
+        "state": job.state, "finished": finished, "error": job.error, "total": job.total, "done": job.done_count,
+        "imported": job.imported, "skipped": job.skipped, "failed": job.failed,
+        "max": job.total or 1,
+        "value": job.done_count if job.total else int(job.state == ImportJob.DONE),
+        "indeterminate": not finished and not job.total,  # nothing counted yet: a bar without a value
+    }
+
+
 # Running ----------------------------------------------------------------------------
 
 
