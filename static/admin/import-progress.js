@@ -9,7 +9,7 @@ document.addEventListener("DOMContentLoaded", function () {
     root.querySelectorAll("[data-field]").forEach(function (node) {
       node.textContent = data[node.dataset.field];
     });
-    root.querySelector('[data-field="error"]').hidden = !data.error;
+    document.getElementById("import-error").hidden = !data.error; // .errornote's display would beat its own hidden
     bar.max = data.max;
     if (data.indeterminate) bar.removeAttribute("value");
     else bar.value = data.value;

@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from tests.imap.conftest import imap_server  # noqa: F401  (fixture, used by nam
 from tests.imap.test_importimap import Peer, fill, imported
 from tests.transfer.test_import_export import fill as fill_account
 from tests.transfer.test_import_export import snapshot
+from tests.webmail.test_e2e_browser import CHROMIUM, browser, open_page  # noqa: F401  (browser: a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "/admin/mailcore/importjob/start/{}/"
@@ -217,7 +220,7 @@ def test_job_stopped_by_its_process_is_queued_again_and_resumes_without_duplicat
     assert snapshot(copy) == snapshot(alice)
 
 
-def test_crashing_job_ends_failed_with_the_error_and_what_it_did_not_import(exported, copy):
+def test_crashing_job_ends_failed_with_the_error_and_what_it_did_not_import(admin_client, exported, copy):
     copy.quota_bytes = 200_000
     copy.save()
     job = new_job(copy, kind="maildir", path=str(exported / "maildir"))
@@ -225,6 +228,10 @@ def test_crashing_job_ends_failed_with_the_error_and_what_it_did_not_import(expo
     job.refresh_from_db()
     assert job.error == "mailbox is over quota" and job.finished_at
     assert job.total == 104 and 0 < job.imported == job.done_count < 104 and job.failed == 104 - job.done_count
+    page = admin_client.get(f"/admin/mailcore/importjob/{job.pk}/progress/").content.decode()
+    assert f'<progress id="import-bar"\n     max="104" value="{job.done_count}"></progress>' in page
+    assert '<div id="import-error"><p class="errornote" data-field="error">mailbox is over quota</p></div>' in page
+    assert 'data-finished="true"' in page  # the script has nothing to poll
     gone = new_job(copy, kind="mbox", path=str(exported / "vanished.mbox"))
     assert importjobs.run_job(gone.pk) == "failed"
     gone.refresh_from_db()
@@ -363,3 +370,46 @@ def test_a_real_celery_worker_runs_an_import_job_to_done(exported, alice, copy, 
         process.terminate()
         process.wait(20)
 
+
+
+# The progress page in a real browser ----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (make deps-debian)")
+def test_admin_starts_an_import_and_watches_its_progress_in_chromium(live_server, browser, exported, copy):  # noqa: F811
+    get_user_model().objects.create_superuser("admin", "admin@example.test", "admin-pw-123")
+    base = live_server.url
+    page = open_page(browser, base)
+    page.goto(f"{base}/admin/login/?next=/admin/mailcore/account/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin-pw-123")
+    page.click("input[type=submit]")
+    page.check(f"input[name=_selected_action][value='{copy.pk}']")
+    page.select_option("select[name=action]", "import_mail")
+    page.click("button[name=index]")
+    page.check("input[name=kind][value=maildir]")
+    page.fill("#id_path", str(exported / "maildir"))
+    page.click("input[value='Start the import']")
+    page.wait_for_selector("#import-progress")
+    assert page.text_content("[data-field=state]") == "queued"
+    assert page.evaluate("document.getElementById('import-bar').hasAttribute('value')") is False
+    job = ImportJob.objects.get()
+    worker = threading.Thread(target=_run_in_thread, args=(job.pk,))
+    worker.start()
+    worker.join(60)
+    page.wait_for_selector("[data-field=state]:text-is('done')")  # the script polled the JSON until the end
+    bar = page.evaluate("[document.getElementById('import-bar').value, document.getElementById('import-bar').max]")
+    assert bar == [104, 104]
+    assert [page.text_content(f"[data-field={name}]") for name in ("done", "total", "imported", "skipped")] == [
+        "104", "104", "104", "0"]
+    assert page.is_hidden("[data-field=error]")
+    assert page.csp_errors == [] and page.blocked == []
+
+
+def _run_in_thread(job_id: int) -> None:
+    try:
+        importjobs.run_job(job_id)
+    finally:
+        connections.close_all()
