@@ -210,11 +210,14 @@ async def import_runner() -> None:
     log.info("in-process import runner started")
     try:
         while True:
-            job_id = await loop.run_in_executor(executor, _next_queued_in_thread)
-            if job_id is None:
-                await asyncio.sleep(POLL_INTERVAL)
-                continue
-            await loop.run_in_executor(executor, _run_in_thread, job_id, stopping.is_set)
+            try:
+                job_id = await loop.run_in_executor(executor, _next_queued_in_thread)
+                if job_id is not None:
+                    await loop.run_in_executor(executor, _run_in_thread, job_id, stopping.is_set)
+                    continue
+            except Exception:  # the database away for a moment: the jobs wait in their rows
+                log.exception("import runner could not look for or run a job")
+            await asyncio.sleep(POLL_INTERVAL)
     finally:
         stopping.set()  # the job in the thread stops at its next message and is queued again
         executor.shutdown(wait=False, cancel_futures=True)
