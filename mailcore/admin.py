@@ -296,7 +296,7 @@ class ImportJobForm(forms.Form):
 
     kind = forms.ChoiceField(choices=ImportJob.KINDS, widget=forms.RadioSelect, initial=ImportJob.MBOX)
     path = forms.CharField(
-        required=False, max_length=4096, label="Path on the server",
+        required=False, max_length=4096, label="Path on the server", widget=forms.TextInput({"class": "vTextField"}),
         help_text="mbox or Maildir: an absolute path on the mail server, e.g. /srv/import/alice.mbox. It must "
         "exist and be readable by the process that runs imports (runmail, or the Celery workers).",
     )

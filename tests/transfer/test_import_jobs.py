@@ -27,7 +27,7 @@ from tests.imap.conftest import imap_server  # noqa: F401  (fixture, used by nam
 from tests.imap.test_importimap import Peer, fill, imported
 from tests.transfer.test_import_export import fill as fill_account
 from tests.transfer.test_import_export import snapshot
-from tests.webmail.test_e2e_browser import CHROMIUM, browser, open_page  # noqa: F401  (browser: a fixture)
+from tests.webmail.test_e2e_browser import CHROMIUM, browser, open_page, shot  # noqa: F401  (browser: a fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "/admin/mailcore/importjob/start/{}/"
@@ -420,6 +420,7 @@ def test_admin_starts_an_import_and_watches_its_progress_in_chromium(live_server
     page.click("button[name=index]")
     page.check("input[name=kind][value=maildir]")
     page.fill("#id_path", str(exported / "maildir"))
+    shot(page, "admin-import-form")
     page.click("input[value='Start the import']")
     page.wait_for_selector("#import-progress")
     assert page.text_content("[data-field=state]") == "queued"
@@ -434,6 +435,7 @@ def test_admin_starts_an_import_and_watches_its_progress_in_chromium(live_server
     assert [page.text_content(f"[data-field={name}]") for name in ("done", "total", "imported", "skipped")] == [
         "104", "104", "104", "0"]
     assert page.is_hidden("[data-field=error]")
+    shot(page, "admin-import-progress")
     assert page.csp_errors == [] and page.blocked == []
 
 
