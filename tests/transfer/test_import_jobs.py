@@ -263,6 +263,17 @@ def test_retry_requeues_failed_and_stalled_jobs_only(admin_client, exported, cop
     assert ImportJob.objects.get(pk=failed.pk).skipped == 104  # the stalled one's run imported them first
 
 
+@pytest.mark.skipif(bool(django_settings.CELERY_BROKER_URL), reason="with a broker the sweep sends real tasks")
+def test_a_lost_wake_up_is_recovered_by_the_beat_sweep(exported, copy):
+    from mailcore.tasks import sweep_imports
+
+    job = ImportJob.objects.create(account=copy, kind="maildir", path=str(exported / "maildir"))  # never woken
+    assert sweep_imports() == 1  # no broker: Celery runs the task it sends at once (eager)
+    job.refresh_from_db()
+    assert (job.state, job.imported) == ("done", 104)
+    assert sweep_imports() == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_runmail_import_runner_runs_queued_jobs_without_a_broker(exported, alice, copy, settings):
     settings.CELERY_BROKER_URL = ""
