@@ -1,19 +1,22 @@
-"""The Django admin for operators: domains, accounts, aliases, folders and (read-only) messages."""
+"""The Django admin for operators: domains, accounts, aliases, folders, (read-only) messages, import jobs."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from mailcore import dashboard, directory, dnssetup
+from mailcore import dashboard, directory, dnssetup, imapimport, importjobs
 from mailcore.delivery import dkim
 from mailcore.delivery import operator as delivery_operator
 from mailcore.models import (
@@ -22,6 +25,7 @@ from mailcore.models import (
     AliasTarget,
     DeliveryAttempt,
     Domain,
+    ImportJob,
     Mailbox,
     Message,
     OutboundMessage,
@@ -132,6 +136,11 @@ class AccountAdmin(admin.ModelAdmin):
     list_filter = ("active", "domain")
     search_fields = ("address",)
     readonly_fields = ("address", "used_bytes", "created_at")
+    actions = ["import_mail"]
+
+    @admin.action(description="Import mail…", permissions=["change"])
+    def import_mail(self, request: HttpRequest, queryset: QuerySet[Account]) -> HttpResponse | None:
+        return import_mail_for(self, request, queryset)  # the import jobs block at the end of this file
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         kwargs["form"] = AccountChangeForm if obj else AccountAddForm
@@ -308,3 +317,159 @@ class OutboundMessageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # mail enters the queue through submission and webmail only
+
+
+# --- Import jobs (issue 8): "Import mail…" on accounts, the job list, a progress page ---
+
+
+class ImportJobForm(forms.Form):
+    """Where to import from: a path on this server (mbox or Maildir), or another IMAP server."""
+
+    kind = forms.ChoiceField(choices=ImportJob.KINDS, widget=forms.RadioSelect, initial=ImportJob.MBOX)
+    path = forms.CharField(
+        required=False, max_length=4096, label="Path on the server", widget=forms.TextInput({"class": "vTextField"}),
+        help_text="mbox or Maildir: an absolute path on the mail server, e.g. /srv/import/alice.mbox. It must "
+        "exist and be readable by the process that runs imports (runmail, or the Celery workers).",
+    )
+    imap_host = forms.CharField(required=False, max_length=255, label="IMAP server")
+    imap_security = forms.ChoiceField(choices=ImportJob.SECURITY, initial="ssl", label="TLS")
+    imap_port = forms.IntegerField(required=False, min_value=1, max_value=65535, label="Port",
+                                   help_text="Empty: 993 with implicit TLS, else 143.")
+    imap_user = forms.CharField(required=False, max_length=320, label="Login name")
+    imap_password = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput, label="Password",
+        help_text="Kept in the job only until it ends, then cleared.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("kind") == ImportJob.IMAP:
+            for name in ("imap_host", "imap_user", "imap_password"):
+                if not data.get(name):
+                    self.add_error(name, "Required for an IMAP import.")
+        elif data.get("kind"):
+            problem = _path_problem(data.get("path", ""), data["kind"])
+            if problem:
+                self.add_error("path", problem)
+        return data
+
+    def job(self, account: Account) -> ImportJob:
+        data = self.cleaned_data
+        if data["kind"] != ImportJob.IMAP:
+            return ImportJob(account=account, kind=data["kind"], path=data["path"])
+        return ImportJob(
+            account=account, kind=ImportJob.IMAP, imap_host=data["imap_host"], imap_security=data["imap_security"],
+            imap_port=data["imap_port"] or imapimport.DEFAULT_PORTS[data["imap_security"]],
+            imap_user=data["imap_user"], imap_password=data["imap_password"],
+        )
+
+
+def _path_problem(text: str, kind: str) -> str:
+    """Why `text` cannot be imported as `kind` by this server, or ""."""
+    path = Path(text)
+    if not text or not path.is_absolute():
+        return "Give an absolute path on the server."
+    if not path.exists():
+        return f"{path} does not exist on the server."
+    is_maildir = (path / "cur").is_dir() or (path / "new").is_dir()
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        return f"{path} is not readable by the server."
+    if kind == ImportJob.MAILDIR and not is_maildir:
+        return f"{path} is not a Maildir (it has no cur/ or new/ directory)."
+    if kind == ImportJob.MBOX and is_maildir:
+        return f"{path} is a Maildir: choose Maildir."
+    return ""
+
+
+def import_mail_for(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Account]
+) -> HttpResponse | None:
+    """The account action: on to the import form for the one selected account."""
+    accounts = list(queryset[:2])
+    if len(accounts) != 1:
+        model_admin.message_user(request, "Choose exactly one account to import mail into.", messages.WARNING)
+        return None
+    return HttpResponseRedirect(reverse("admin:mailcore_importjob_start", args=[accounts[0].pk]))
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """Import jobs: made by the account action "Import mail…", changed only by the job's worker and Retry."""
+
+    list_display = ("id", "account", "kind", "source", "state", "progress_text", "imported", "skipped", "failed",
+                    "created_at", "progress_link")
+    list_filter = ("state", "kind")
+    search_fields = ("account__address", "path", "imap_host", "imap_user")
+    list_select_related = ("account", "account__domain")
+    fields = readonly_fields = (
+        "account", "kind", "path", "imap_host", "imap_port", "imap_security", "imap_user", "state", "total",
+        "done_count", "imported", "skipped", "failed", "error", "created_at", "started_at", "progress_at",
+        "finished_at",
+    )
+    actions = ["retry"]
+
+    @admin.display(description="progress")
+    def progress_text(self, obj: ImportJob) -> str:
+        return f"{obj.done_count} / {obj.total}"
+
+    @admin.display(description="")
+    def progress_link(self, obj: ImportJob) -> str:
+        url = reverse("admin:mailcore_importjob_progress", args=[obj.pk])
+        return format_html('<a href="{}">progress page</a>', url)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs are started from an account ("Import mail…"), through start_view
+
+    @admin.action(description="Retry (queue the selected failed or stalled jobs again)", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[ImportJob]) -> None:
+        queued, refusals = importjobs.retry(queryset)
+        if queued:
+            self.message_user(request, f"{len(queued)} import job(s) queued again.", messages.SUCCESS)
+        for refusal in refusals:
+            self.message_user(request, f"Not retried: {refusal}.", messages.WARNING)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("start/<int:account_id>/", view(self.start_view), name="mailcore_importjob_start"),
+            path("<int:object_id>/progress/", view(self.progress_view), name="mailcore_importjob_progress"),
+            path("<int:object_id>/progress.json", view(self.progress_json), name="mailcore_importjob_progress_json"),
+            *super().get_urls(),
+        ]
+
+    def start_view(self, request: HttpRequest, account_id: int) -> HttpResponse:
+        """The form behind "Import mail…": a valid POST queues the job and shows its progress page."""
+        account = get_object_or_404(Account, pk=account_id)
+        if not request.user.has_perm("mailcore.add_importjob"):
+            raise PermissionDenied
+        form = ImportJobForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            job = form.job(account)
+            importjobs.queue_job(job)
+            progress = reverse("admin:mailcore_importjob_progress", args=[job.pk])
+            self.message_user(request, format_html(
+                'Import #{} into {} queued: <a href="{}">follow its progress</a>.', job.pk, account, progress))
+            return HttpResponseRedirect(progress)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Import mail into {account}",
+            "account": account, "form": form,
+        }
+        return TemplateResponse(request, "admin/mailcore/importjob/start.html", context)
+
+    def progress_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        job = self._viewable(request, object_id)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Import #{job.pk}",
+            "job": job, "progress": importjobs.progress_of(job),
+        }
+        return TemplateResponse(request, "admin/mailcore/importjob/progress.html", context)
+
+    def progress_json(self, request: HttpRequest, object_id: int) -> JsonResponse:
+        """What the progress page's script (static/admin/import-progress.js) polls."""
+        return JsonResponse(importjobs.progress_of(self._viewable(request, object_id)))
+
+    def _viewable(self, request: HttpRequest, object_id: int) -> ImportJob:
+        job = get_object_or_404(ImportJob.objects.select_related("account", "account__domain"), pk=object_id)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return job

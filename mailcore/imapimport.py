@@ -29,6 +29,7 @@ from mailcore.store import blobs, imports
 log = logging.getLogger(__name__)
 
 PLAIN, SSL, STARTTLS = "plain", "ssl", "starttls"
+DEFAULT_PORTS = {PLAIN: 143, STARTTLS: 143, SSL: 993}  # RFC 3501 §2.1 (143); RFC 8314 §7.3 (993)
 FETCH_BATCH = 50  # messages per UID FETCH: bounded memory, few round trips
 TIMEOUT_SECONDS = 60
 _UNSELECTABLE = {b"\\noselect", b"\\nonexistent"}  # RFC 3501 §7.2.2, RFC 5258 §3
@@ -64,10 +65,15 @@ class Progress:
     handled: Callable[[int], None] = lambda count: None
 
 
-def import_account(account_id: int, source: Source, progress: Progress | None = None) -> Summary:
-    """Import every selectable folder of `source` into the account; returns counts."""
+def import_account(
+    account_id: int, source: Source, progress: Progress | None = None, summary: Summary | None = None
+) -> Summary:
+    """Import every selectable folder of `source` into the account; returns counts.
+
+    `summary`, when given, is counted into as the import goes (a caller may read it from `progress`).
+    """
     progress = progress or Progress()
-    summary = Summary()
+    summary = summary if summary is not None else Summary()
     try:
         client = _connect(source)
         try:

@@ -65,16 +65,44 @@ class SourceMessage:
 
 def read_source(path: Path, folder: str = store.INBOX) -> Iterator[SourceMessage]:
     """Every message under `path` (a Maildir tree, an mbox file, or a directory of mbox files)."""
+    for name, box in _boxes(path, folder):
+        if isinstance(box, mailbox.Maildir):
+            yield from _read_maildir(box, name)
+        elif isinstance(box, mailbox.mbox):
+            try:
+                yield from _read_mbox(box, name)
+            finally:
+                box.close()
+
+
+def count_source(path: Path, folder: str = store.INBOX) -> int:
+    """How many messages `read_source` will give (for a progress display); reads no message."""
+    total = 0
+    for _, box in _boxes(path, folder):
+        total += len(box)
+        box.close()
+    return total
+
+
+def _boxes(path: Path, folder: str) -> Iterator[tuple[str, mailbox.Mailbox]]:
+    """(folder name, mailbox) for each Maildir folder or mbox file under `path`."""
     if (path / "cur").is_dir() or (path / "new").is_dir():
-        yield from _read_maildir(mailbox.Maildir(path, factory=None, create=False), store.INBOX)
+        yield from _maildir_tree(mailbox.Maildir(path, factory=None, create=False), store.INBOX)
     elif path.is_file():
-        yield from _read_mbox(path, folder)
+        yield folder, _open_mbox(path)
     elif path.is_dir():
         for file in sorted(path.rglob(f"*{MBOX_SUFFIX}")):
             name = str(file.relative_to(path))[: -len(MBOX_SUFFIX)].replace(os.sep, store.DELIMITER)
-            yield from _read_mbox(file, name)
+            yield name, _open_mbox(file)
     else:
         raise TransferError(f"{path} is neither an mbox file nor a Maildir")
+
+
+def _maildir_tree(box: mailbox.Maildir, folder: str) -> Iterator[tuple[str, mailbox.Maildir]]:
+    yield folder, box
+    for sub in sorted(box.list_folders()):
+        # Maildir++: ".Archive.2024" is the folder Archive/2024 below INBOX's level.
+        yield from _maildir_tree(box.get_folder(sub), sub.replace(".", store.DELIMITER))
 
 
 def _read_maildir(box: mailbox.Maildir, folder: str) -> Iterator[SourceMessage]:
@@ -83,17 +111,16 @@ def _read_maildir(box: mailbox.Maildir, folder: str) -> Iterator[SourceMessage]:
         flags = tuple(MAILDIR_FLAGS[c] for c in message.get_flags() if c in MAILDIR_FLAGS)
         date = dt.datetime.fromtimestamp(message.get_date(), dt.UTC)
         yield SourceMessage(folder, box.get_bytes(key), flags, date)
-    for sub in sorted(box.list_folders()):
-        # Maildir++: ".Archive.2024" is the folder Archive/2024 below INBOX's level.
-        name = sub.replace(".", store.DELIMITER)
-        yield from _read_maildir(box.get_folder(sub), name)
 
 
-def _read_mbox(path: Path, folder: str) -> Iterator[SourceMessage]:
+def _open_mbox(path: Path) -> mailbox.mbox:
     try:
-        box = mailbox.mbox(path, create=False)
+        return mailbox.mbox(path, create=False)
     except (OSError, mailbox.Error) as err:
         raise TransferError(f"cannot read mbox {path}: {err}") from err
+
+
+def _read_mbox(box: mailbox.mbox, folder: str) -> Iterator[SourceMessage]:
     for key in box.iterkeys():
         raw = _MBOXRD_QUOTED.sub(rb"\1", box.get_bytes(key))
         data = to_crlf(raw)
@@ -122,9 +149,15 @@ def _from_line_date(from_line: str) -> dt.datetime | None:
     return dt.datetime(*parsed[:6], tzinfo=dt.UTC)
 
 
-def import_messages(account_id: int, messages: Iterator[SourceMessage], progress: Progress | None = None) -> Summary:
-    """Append each message to its folder (created when missing), skipping ones already there."""
-    summary = Summary()
+def import_messages(
+    account_id: int, messages: Iterator[SourceMessage], progress: Progress | None = None,
+    summary: Summary | None = None,
+) -> Summary:
+    """Append each message to its folder (created when missing), skipping ones already there.
+
+    `summary`, when given, is counted into as the import goes (a caller may read it from `progress`).
+    """
+    summary = summary if summary is not None else Summary()
     refs: dict[str, store.FolderRef] = {}
     for message in messages:
         ref = refs.get(message.folder) or _folder(account_id, message.folder)

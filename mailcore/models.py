@@ -331,3 +331,52 @@ class ImapImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username}@{self.host} {self.folder} -> {self.account}"
+
+
+class ImportJob(models.Model):
+    """One import of mail into an account, started from the admin (issue 8) and run in the background.
+
+    The row is the job's truth, as a queue row is a delivery's: the admin commits it
+    queued, a worker claims it (queued -> running), writes its progress into it and
+    ends it done or failed. The IMAP password is kept only until then.
+    """
+
+    MBOX, MAILDIR, IMAP = "mbox", "maildir", "imap"
+    KINDS = [(MBOX, "mbox file or directory of .mbox files"), (MAILDIR, "Maildir"), (IMAP, "IMAP server")]
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+    STATES = [(s, s) for s in (QUEUED, RUNNING, DONE, FAILED)]
+    SECURITY = [("ssl", "implicit TLS (RFC 8314)"), ("starttls", "STARTTLS"), ("plain", "none (plain text)")]
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="import_jobs")
+    kind = models.CharField(max_length=10, choices=KINDS)
+    path = models.CharField(max_length=4096, blank=True, help_text="mbox or Maildir: a path on the server.")
+    imap_host = models.CharField(max_length=255, blank=True)
+    imap_port = models.PositiveIntegerField(null=True, blank=True)
+    imap_security = models.CharField(max_length=10, choices=SECURITY, blank=True)
+    imap_user = models.CharField(max_length=320, blank=True)
+    imap_password = models.CharField(max_length=1024, blank=True, editable=False,
+                                     help_text="Kept only until the job ends (done or failed).")
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
+    total = models.PositiveIntegerField(default=0, help_text="Messages found so far in the source.")
+    done_count = models.PositiveIntegerField(default=0, help_text="Messages handled (imported or skipped).")
+    imported = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Already in the folder (Message-ID and digest).")
+    failed = models.PositiveIntegerField(default=0, help_text="Found but not imported: the job stopped on an error.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="When the worker last wrote progress.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "import job"
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} into {self.account} from {self.source}"
+
+    @property
+    def source(self) -> str:
+        if self.kind == self.IMAP:
+            return f"{self.imap_user} at {self.imap_host}:{self.imap_port}"
+        return self.path

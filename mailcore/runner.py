@@ -1,7 +1,7 @@
 """The long-running mail process (`manage.py runmail`): protocol listeners and background loops.
 
 Each protocol package adds a `ListenerSpec` to LISTENERS; each background job
-(the in-process delivery runner, the Redis event bridge) is a coroutine in
+(the in-process delivery and import runners, the Redis event bridge) is a coroutine in
 `background_jobs()`. One event loop runs them all; SIGTERM or Ctrl-C closes
 the listeners, cancels the jobs and waits for the store's threads.
 """
@@ -92,10 +92,11 @@ def background_jobs() -> list[Job]:
     jobs: list[Job] = []
     if conf.redis_url:
         jobs.append(hub.redis_bridge)
-    if not conf.celery_broker_url:  # embedded mode: deliver outbound mail in this process
+    if not conf.celery_broker_url:  # embedded mode: deliver outbound mail and run import jobs in this process
         from mailcore.delivery.runner import delivery_runner
+        from mailcore.importjobs import import_runner
 
-        jobs.append(delivery_runner)
+        jobs += [delivery_runner, import_runner]
     return jobs + REGISTERED_JOBS
 
 

@@ -10,6 +10,7 @@ import logging
 from celery import shared_task
 from django.db import close_old_connections, connection
 
+from mailcore import importjobs
 from mailcore.delivery import claims, operator, worker
 
 log = logging.getLogger(__name__)
@@ -38,3 +39,20 @@ def sweep_queue() -> int:
 def purge_queue() -> int:
     """Beat, hourly: delete finished queue rows older than MAIL_QUEUE_RETENTION."""
     return operator.purge_finished()
+
+
+@shared_task(name="mailcore.tasks.run_import", ignore_result=True)
+def run_import(job_id: int) -> str:
+    """Run one queued import job (mailcore.importjobs); a job no longer queued is left alone."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+    return importjobs.run_job(job_id)
+
+
+@shared_task(name="mailcore.tasks.sweep_imports", ignore_result=True)
+def sweep_imports() -> int:
+    """Beat, every minute: one task per queued import job (lost wake-ups; a duplicate finds it claimed)."""
+    ids = importjobs.queued_job_ids()
+    for job_id in ids:
+        run_import.delay(job_id)
+    return len(ids)

@@ -44,11 +44,12 @@ def test_runmail_starts_and_stops_cleanly_on_sigterm(tmp_path):
             process.kill()
 
 
-def test_runmail_runs_the_webmail_outbox_and_the_delivery_runner_without_a_broker(settings):
+def test_runmail_runs_the_webmail_outbox_and_the_delivery_and_import_runners_without_a_broker(settings):
     from mailcore import runner
     from mailcore.delivery.runner import delivery_runner
+    from mailcore.importjobs import import_runner
     from webmail.outbox import outbox_runner
 
     settings.CELERY_BROKER_URL = ""
     settings.REDIS_URL = ""
-    assert runner.background_jobs() == [delivery_runner, outbox_runner]
+    assert runner.background_jobs() == [delivery_runner, import_runner, outbox_runner]

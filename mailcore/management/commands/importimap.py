@@ -7,8 +7,6 @@ from tqdm import tqdm
 
 from mailcore import directory, imapimport, store
 
-DEFAULT_PORTS = {imapimport.PLAIN: 143, imapimport.STARTTLS: 143, imapimport.SSL: 993}
-
 
 class Command(BaseCommand):
     help = (
@@ -36,7 +34,7 @@ class Command(BaseCommand):
         if options["ssl"] or options["starttls"]:
             security = imapimport.SSL if options["ssl"] else imapimport.STARTTLS
         source = imapimport.Source(
-            host=options["host"], port=options["port"] or DEFAULT_PORTS[security], username=options["user"],
+            host=options["host"], port=options["port"] or imapimport.DEFAULT_PORTS[security], username=options["user"],
             password=self._password(options["password_file"]), security=security, ca_file=options["ca_file"],
         )
         try:
