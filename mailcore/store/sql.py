@@ -185,8 +185,12 @@ def message_rows(
     columns: tuple[str, ...],
     uids: Sequence[int] | None = None,
     changed_since: int | None = None,
+    convert: bool = True,
 ) -> list[tuple[Any, ...]]:
     """`columns` of the messages of the account's folder `mailbox_id`, by ascending UID.
+
+    `convert=False` leaves values as the database driver returns them (JSON as
+    text, booleans as 0/1 on SQLite), for callers that decode them faster themselves.
 
     Only the UIDs in `uids` when given, only those with MODSEQ above `changed_since`
     when given. The folder must belong to the account, so another account's folder
@@ -218,7 +222,8 @@ def message_rows(
         found = cursor.fetchall()
     if wanted is not None:
         found = [row for row in found if row[0] in wanted]
-    return _converted(expressions, [row[1:] for row in found])
+    values = [row[1:] for row in found]
+    return _converted(expressions, values) if convert else values
 
 
 def update_messages(ids: Sequence[int], values: dict[str, Any], batch: int = UID_LIST_LIMIT) -> None:
