@@ -16,13 +16,14 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from typing import ParamSpec, TypeVar
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Q
 from django.utils import timezone
 
 from mailcore.conf import conf
 from mailcore.delivery.outcome import DELIVERED, PERMANENT, Outcome
 from mailcore.models import DeliveryAttempt, OutboundMessage, OutboundRecipient
+from mailcore.store import sql
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -43,17 +44,14 @@ def _due(now: dt.datetime) -> Q:
 
 @contextlib.contextmanager
 def _bookkeeping() -> Iterator[None]:
-    """A transaction for lease and result writes, committed without waiting for the disk on PostgreSQL.
+    """A transaction for lease and result writes, committed without waiting for the disk.
 
     Only a database crash can lose such a commit, and losing one costs a
     duplicate at worst, never a message: a lost claim makes the row due again,
     a lost result after the receiver's 250 re-sends it (the window a killed
     worker has anyway). Enqueueing, the promise to the sender, stays fully durable.
     """
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")  # this transaction only
+    with sql.relaxed_transaction():
         yield
 
 

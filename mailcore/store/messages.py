@@ -377,14 +377,19 @@ def fetch(
 
 
 def folder_messages(
-    ref: FolderRef, columns: tuple[str, ...], uids: Iterable[int] | None = None, changed_since: int | None = None
+    ref: FolderRef,
+    columns: tuple[str, ...],
+    uids: Iterable[int] | None = None,
+    changed_since: int | None = None,
+    convert: bool = True,
 ) -> list[tuple[Any, ...]]:
     """`columns` of the folder's messages by ascending UID (plain SQL: the protocols' hot read path).
 
     NoSuchFolder when the folder is gone (checked only when nothing was found).
+    `convert=False`: values as the driver returns them (see `sql.message_rows`).
     """
     wanted = None if uids is None else list(uids)
-    found = sql.message_rows(ref.account_id, ref.mailbox_id, columns, wanted, changed_since)
+    found = sql.message_rows(ref.account_id, ref.mailbox_id, columns, wanted, changed_since, convert)
     if not found:
         _mailbox(ref)
     return found

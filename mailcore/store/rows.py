@@ -8,6 +8,7 @@ leave every filter that maps to a column to the database. They change nothing.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -83,11 +84,25 @@ def _start_of(day: dt.date) -> dt.datetime:
 def flags(ref: FolderRef, uids: Iterable[int] | None = None, changed_since: int | None = None) -> list[FlagsRow]:
     """UID, MODSEQ and flags of messages (all when `uids` is None), ascending; only those changed after a MODSEQ."""
     names = list(SYSTEM_FLAG_FIELDS)
-    found = folder_messages(ref, _FLAGS_ROW_COLUMNS, uids, changed_since)
-    return [
-        FlagsRow(uid, modseq, (*(n for n, on in zip(names, system, strict=True) if on), *(keywords or ())))
-        for uid, modseq, keywords, *system in found
-    ]
+    # Undecoded values (the hot path of every change report and FETCH FLAGS): booleans by truth,
+    # and each distinct keywords JSON text decoded once (nearly every row holds "[]").
+    found = folder_messages(ref, _FLAGS_ROW_COLUMNS, uids, changed_since, convert=False)
+    keywords_of: dict[object, tuple[str, ...]] = {}
+    result = []
+    for uid, modseq, raw_keywords, *system in found:
+        key = raw_keywords if isinstance(raw_keywords, (str, bytes, type(None))) else repr(raw_keywords)
+        keywords = keywords_of.get(key)
+        if keywords is None:
+            keywords = keywords_of[key] = _keywords(raw_keywords)
+        result.append(FlagsRow(int(uid), int(modseq),
+                               (*(n for n, on in zip(names, system, strict=True) if on), *keywords)))
+    return result
+
+
+def _keywords(raw: object) -> tuple[str, ...]:
+    """A keywords column value as stored (JSON text, or already decoded by the driver) as a tuple."""
+    value = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    return tuple(str(keyword) for keyword in value or ()) if isinstance(value, (list, tuple, type(None))) else ()
 
 
 _FLAGS_ROW_COLUMNS = ("uid", "modseq", "keywords", *_FLAG_COLUMNS)

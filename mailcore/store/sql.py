@@ -8,12 +8,13 @@ rows are stored exactly as the ORM would store them.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Field
 from django.db.models.expressions import Col
 
@@ -185,8 +186,12 @@ def message_rows(
     columns: tuple[str, ...],
     uids: Sequence[int] | None = None,
     changed_since: int | None = None,
+    convert: bool = True,
 ) -> list[tuple[Any, ...]]:
     """`columns` of the messages of the account's folder `mailbox_id`, by ascending UID.
+
+    `convert=False` leaves values as the database driver returns them (JSON as
+    text, booleans as 0/1 on SQLite), for callers that decode them faster themselves.
 
     Only the UIDs in `uids` when given, only those with MODSEQ above `changed_since`
     when given. The folder must belong to the account, so another account's folder
@@ -218,7 +223,8 @@ def message_rows(
         found = cursor.fetchall()
     if wanted is not None:
         found = [row for row in found if row[0] in wanted]
-    return _converted(expressions, [row[1:] for row in found])
+    values = [row[1:] for row in found]
+    return _converted(expressions, values) if convert else values
 
 
 def update_messages(ids: Sequence[int], values: dict[str, Any], batch: int = UID_LIST_LIMIT) -> None:
@@ -231,3 +237,36 @@ def update_messages(ids: Sequence[int], values: dict[str, Any], batch: int = UID
             chunk = list(ids[start : start + batch])
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(f"UPDATE {_table(Message)} SET {assignments} WHERE id IN ({marks})", [*prepared, *chunk])
+
+
+# Commits -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def relaxed_transaction() -> Iterator[None]:
+    """A transaction whose COMMIT does not wait for the disk: for state cheap to lose, never for mail.
+
+    PostgreSQL: `synchronous_commit = off` for this transaction only; a database
+    crash can lose the last commits, never corrupt anything. SQLite (WAL):
+    `synchronous = NORMAL` around it; the commit survives a crash of the process,
+    and only a power failure or OS crash can lose it. Used for flag changes (IMAP
+    STORE, as Dovecot does not fsync them either) and the delivery queue's
+    lease and result bookkeeping.
+    """
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        with connection.cursor() as cursor:  # SQLite refuses to change it inside a transaction
+            cursor.execute("PRAGMA synchronous")
+            (level,) = cursor.fetchone()
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with transaction.atomic():
+                yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"PRAGMA synchronous = {int(level)}")
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")  # this transaction only
+        yield

@@ -270,9 +270,9 @@ def test_group_commit_batches_concurrent_writes_and_isolates_a_failure(alice, mo
     batch_sizes = []
     real_run_batch = aio._run_batch
 
-    def observed(jobs):
+    def observed(jobs, relaxed=False):
         batch_sizes.append(len(jobs))
-        real_run_batch(jobs)
+        real_run_batch(jobs, relaxed)
 
     monkeypatch.setattr(aio, "_run_batch", observed)
 
@@ -326,3 +326,29 @@ def test_folder_counters_match_the_messages_after_every_kind_of_change(alice):
     check()
     bulk_append(archive, [MESSAGE + b"b1", MESSAGE + b"b2"])
     check()
+
+
+
+def _commit_setting():
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA synchronous")
+            return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[cursor.fetchone()[0]]
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0].upper()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relaxed_transaction_skips_the_disk_wait_for_itself_only(alice):
+    """Flag writes commit without waiting for the disk; what comes after is fully durable again."""
+    from mailcore.store import sql
+
+    ref = inbox(alice)
+    uid = store.append(ref, MESSAGE).uid
+    before = _commit_setting()
+    assert before in ("FULL", "ON")
+    with sql.relaxed_transaction():
+        assert _commit_setting() == ("NORMAL" if connection.vendor == "sqlite" else "OFF")
+        store.store_flags(ref, [uid], ["\\Seen"], store.FLAG_ADD)
+    assert _commit_setting() == before
+    assert store.fetch(ref, [uid])[0].flags == ("\\Seen",)

@@ -104,8 +104,9 @@ async def _store(s: Session, p: Parser, uid_mode: bool) -> str:
         raise Bad("unknown system flag")
     view = s.require_selected_writable()
     uids = view.resolve(ranges, uid_mode)
-    # Durable like every write, and committed together with other sessions' concurrent writes.
-    result = await aio.run_durable(store.store_flags, view.ref, uids, flags, mode, unchanged_since)
+    # Committed together with other sessions' concurrent flag changes, without waiting for the disk
+    # (sql.relaxed_transaction: a crash of the process loses nothing; Dovecot does not fsync flags either).
+    result = await aio.run_grouped(store.store_flags, view.ref, uids, flags, mode, unchanged_since)
     for change in result.changed:
         view.own_changes[change.uid] = change.modseq
     await _report_store(s, uids, result, silent, uid_mode)
