@@ -138,6 +138,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # var/blobs by default. Any Django storage backend can replace it (S3 through
 # django-storages) with MAIL_BLOB_STORAGE set to its dotted class path.
 MAIL_BLOB_DIR = Path(env("MAIL_BLOB_DIR", default=str(VAR_DIR / "blobs")))
+# Directories under which an admin's "Import mail…" may read mbox files and Maildirs (comma-separated).
+# The import runs with the mail server's rights, so a staff user must not name any file on the host.
+MAIL_IMPORT_DIRS = [Path(p) for p in env.list("MAIL_IMPORT_DIRS", default=[str(VAR_DIR / "import")])]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

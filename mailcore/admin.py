@@ -17,6 +17,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from mailcore import dashboard, directory, dnssetup, imapimport, importjobs
+from mailcore.conf import conf
 from mailcore.delivery import dkim
 from mailcore.delivery import operator as delivery_operator
 from mailcore.models import (
@@ -328,8 +329,9 @@ class ImportJobForm(forms.Form):
     kind = forms.ChoiceField(choices=ImportJob.KINDS, widget=forms.RadioSelect, initial=ImportJob.MBOX)
     path = forms.CharField(
         required=False, max_length=4096, label="Path on the server", widget=forms.TextInput({"class": "vTextField"}),
-        help_text="mbox or Maildir: an absolute path on the mail server, e.g. /srv/import/alice.mbox. It must "
-        "exist and be readable by the process that runs imports (runmail, or the Celery workers).",
+        help_text="mbox or Maildir: an absolute path on the mail server, inside one of the directories of "
+        "MAIL_IMPORT_DIRS (default var/import). It must exist and be readable by the process that runs "
+        "imports (runmail, or the Celery workers).",
     )
     imap_host = forms.CharField(required=False, max_length=255, label="IMAP server")
     imap_security = forms.ChoiceField(choices=ImportJob.SECURITY, initial="ssl", label="TLS")
@@ -371,6 +373,8 @@ def _path_problem(text: str, kind: str) -> str:
         return "Give an absolute path on the server."
     if not path.exists():
         return f"{path} does not exist on the server."
+    if not _inside_import_dirs(path):
+        return f"{path} is outside the directories imports may read (MAIL_IMPORT_DIRS)."
     is_maildir = (path / "cur").is_dir() or (path / "new").is_dir()
     if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
         return f"{path} is not readable by the server."
@@ -379,6 +383,12 @@ def _path_problem(text: str, kind: str) -> str:
     if kind == ImportJob.MBOX and is_maildir:
         return f"{path} is a Maildir: choose Maildir."
     return ""
+
+
+def _inside_import_dirs(path: Path) -> bool:
+    """Whether `path`, with every symlink followed, lies in one of MAIL_IMPORT_DIRS."""
+    real = path.resolve()
+    return any(real == root or real.is_relative_to(root) for root in conf.import_dirs)
 
 
 def import_mail_for(

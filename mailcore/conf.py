@@ -22,6 +22,11 @@ class MailConf:
         return Path(settings.VAR_DIR)
 
     @property
+    def import_dirs(self) -> list[Path]:
+        """MAIL_IMPORT_DIRS: where admin-started imports may read, resolved (symlinks followed)."""
+        return [Path(p).resolve() for p in settings.MAIL_IMPORT_DIRS]
+
+    @property
     def tls_cert(self) -> str:
         return str(settings.MAIL_TLS_CERT)
 

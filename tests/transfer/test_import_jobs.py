@@ -47,6 +47,12 @@ def private_celery_queue() -> Iterator[str]:
             conn.default_channel.queue_delete(name)
 
 
+@pytest.fixture(autouse=True)
+def imports_allowed_from_tmp(settings, tmp_path):
+    """MAIL_IMPORT_DIRS: the admin may import from this test's directory only."""
+    settings.MAIL_IMPORT_DIRS = [tmp_path]
+
+
 @pytest.fixture
 def admin_client(client, db):
     get_user_model().objects.create_superuser("admin", "admin@example.test", "admin-pw-123")
@@ -101,6 +107,10 @@ def test_import_action_on_two_accounts_asks_for_one(admin_client, alice, bob):
         ({"kind": "maildir", "path": "{tmp}/old.mbox"}, "path", "{tmp}/old.mbox is not a Maildir (it has no cur/ or new/ directory)."),
         ({"kind": "mbox", "path": "{tmp}/md"}, "path", "{tmp}/md is a Maildir: choose Maildir."),
         ({"kind": "mbox", "path": "{tmp}/secret.mbox"}, "path", "{tmp}/secret.mbox is not readable by the server."),
+        ({"kind": "mbox", "path": "/etc/passwd"}, "path",
+         "/etc/passwd is outside the directories imports may read (MAIL_IMPORT_DIRS)."),
+        ({"kind": "mbox", "path": "{tmp}/escape.mbox"}, "path",
+         "{tmp}/escape.mbox is outside the directories imports may read (MAIL_IMPORT_DIRS)."),
         ({"kind": "imap", "imap_host": "127.0.0.1", "imap_user": "bob", "imap_security": "ssl"}, "imap_password",
          "Required for an IMAP import."),
         ({"kind": "imap", "imap_host": "127.0.0.1", "imap_user": "bob", "imap_password": "pw", "imap_security": "ssl",
@@ -112,6 +122,7 @@ def test_import_form_refuses_what_cannot_be_imported(admin_client, alice, tmp_pa
     (tmp_path / "md" / "cur").mkdir(parents=True)
     (tmp_path / "secret.mbox").write_bytes(b"")
     (tmp_path / "secret.mbox").chmod(0)
+    (tmp_path / "escape.mbox").symlink_to("/etc/passwd")  # a link out of the allowed directory
     if os.geteuid() == 0 and "secret" in form.get("path", ""):
         pytest.skip("root may read every file")
     data = {"imap_security": "ssl", **{k: v.replace("{tmp}", str(tmp_path)) for k, v in form.items()}}
