@@ -1,11 +1,11 @@
 """Fixtures for delivery tests: the loopback DNS server and SMTP receiver (shared helpers), a zone."""
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support import celeryqueue
 from tests.support.dnsserver import dns_server  # noqa: F401  (fixtures, used by name)
 from tests.support.smtpreceiver import smtp_receiver  # noqa: F401
 
@@ -29,15 +29,8 @@ def remote(settings, dns_server, smtp_receiver, alice):  # noqa: F811
 @pytest.fixture(autouse=True, scope="session")
 def private_celery_queue() -> Iterator[str]:
     """With a broker, this run's tasks go to a queue of its own (deleted after), not to real workers'."""
-    from config.celery import app
-
-    name = f"test-delivery-{uuid.uuid4().hex[:8]}"
-    previous, app.conf.task_default_queue = app.conf.task_default_queue, name
-    yield name
-    app.conf.task_default_queue = previous
-    if app.conf.broker_url and not app.conf.task_always_eager:
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(name)
+    with celeryqueue.private_celery_queue("test-delivery") as name:
+        yield name
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from mailcore.directory import create_account
 from mailcore.models import ImportJob
 from tests.imap.conftest import imap_server  # noqa: F401  (fixture, used by name)
 from tests.imap.test_importimap import Peer, fill, imported
+from tests.support import celeryqueue
 from tests.transfer.test_import_export import fill as fill_account
 from tests.transfer.test_import_export import snapshot
 from tests.webmail.test_e2e_browser import CHROMIUM, browser, open_page, shot  # noqa: F401  (browser: a fixture)
@@ -36,15 +36,8 @@ START = "/admin/mailcore/importjob/start/{}/"
 @pytest.fixture(autouse=True, scope="module")
 def private_celery_queue() -> Iterator[str]:
     """With a broker, this module's tasks go to a queue of its own (deleted after), not to real workers'."""
-    from config.celery import app
-
-    name = f"test-imports-{uuid.uuid4().hex[:8]}"
-    previous, app.conf.task_default_queue = app.conf.task_default_queue, name
-    yield name
-    app.conf.task_default_queue = previous
-    if app.conf.broker_url and not app.conf.task_always_eager:
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_delete(name)
+    with celeryqueue.private_celery_queue("test-imports") as name:
+        yield name
 
 
 @pytest.fixture(autouse=True)
