@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +253,6 @@ def firefox() -> Iterator[Firefox]:
 
 
 def _end(browser: Firefox) -> None:
-    try:
+    with suppress(BiDiError, OSError):  # Firefox is stopped next anyway
         browser.command("session.end")
-    except (BiDiError, OSError):
-        pass  # Firefox is stopped next anyway
     browser.ws.close()
