@@ -251,6 +251,7 @@ def test_address_autocomplete_per_address_and_rich_draft_reopened_in_chromium(al
     page = open_page(browser, base)
     sign_in(page, base, "alice@example.test", ALICE_PW)
     page.click("#compose-link")
+    page.wait_for_selector("#to[role=combobox]")  # compose.js has set the fields up (it runs after parsing)
 
     # To: the suggestion completes the address after the last comma and keeps the one before it.
     page.locator("#to").press_sequentially("bob@example.test, car")
