@@ -270,6 +270,7 @@ def test_address_autocomplete_per_address_and_rich_draft_reopened_in_chromium(al
 
     # A rich-text draft reopens in the editor with its formatting, and is sent as text plus HTML.
     page.fill("#subject", "Formatted plans")
+    assert page.locator("#rich-toolbar").is_hidden()  # plain text until rich text is chosen
     page.check("#rich-toggle")
     page.click("#rich-editor")
     page.click("#rich-toolbar button[data-command=bold]")
