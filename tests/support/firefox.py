@@ -29,6 +29,7 @@ from tests.support.net import free_port, wait_listening
 FIREFOX = shutil.which("firefox-esr") or ""
 DEAD_PROXY_PORT = 9  # discard: nothing listens there, so a remote request fails at once on loopback
 TIMEOUT = 30.0
+ARROW_DOWN, ENTER = "\ue015", "\ue007"  # WebDriver key codes (WebDriver §17.4.2, "keyboard actions")
 
 # user.js of the throwaway profile: no updates, telemetry, Safe Browsing, captive-portal or
 # connectivity checks, remote settings, prefetching or DNS over HTTPS; every http(s) request not for
@@ -202,6 +203,14 @@ class Firefox:
         """Set a field's value and fire `input`, as typing would."""
         self.evaluate(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.value = {json.dumps(text)};"
                       " e.dispatchEvent(new Event('input', {bubbles: true})); return true; })()")
+
+    def type_keys(self, selector: str, keys: str) -> None:
+        """Focus a field and press each key for real (input.performActions): `keys` may hold WebDriver
+        key codes such as ARROW_DOWN and ENTER."""
+        self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
+        presses = [{"type": kind, "value": key} for key in keys for kind in ("keyDown", "keyUp")]
+        self.command("input.performActions", context=self.context,
+                     actions=[{"type": "key", "id": "keyboard", "actions": presses}])
 
     def click(self, selector: str) -> None:
         self.evaluate(f"document.querySelector({json.dumps(selector)}).click()")

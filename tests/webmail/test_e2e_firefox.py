@@ -3,7 +3,7 @@
 The issue asks for a webmail that works in current Chromium and Firefox: this is the
 Firefox half of tests/webmail/test_e2e_browser.py's main scenario. Mail arrives over
 SMTP; Firefox signs in, opens it (sandboxed frame, remote image blocked), sends to a
-local user, who sees it arrive. Screenshots go to artifacts/screenshots/firefox/.
+local user (the address completed from a suggestion with real key presses), who sees it arrive. Screenshots go to artifacts/screenshots/firefox/.
 Firefox's profile sends every non-loopback request to a dead proxy on 127.0.0.1
 (tests/support/firefox.py), and every request the page made is checked.
 """
@@ -18,7 +18,7 @@ import pytest
 from mailcore import store
 from tests.smtp.conftest import servers, smtp_settings, tls_files  # noqa: F401 - fixtures
 from tests.support.dnsserver import dns_server  # noqa: F401 - a fixture smtp_settings uses
-from tests.support.firefox import FIREFOX, firefox
+from tests.support.firefox import ARROW_DOWN, ENTER, FIREFOX, firefox
 from tests.webmail.conftest import ALICE_PW, BOB_PW
 from tests.webmail.test_e2e_browser import HTML_MAIL, SCREENSHOTS
 
@@ -92,10 +92,18 @@ def test_read_and_send_in_firefox(alice, bob, live_server, servers):  # noqa: F8
         assert ff.evaluate("document.querySelectorAll(\"img[src^='https://tracker.test']\").length", frame) == 1
 
         ff.navigate(f"{base}/compose/")
-        ff.fill("#to", "bob@example.test")
+        # Address suggestions with real key presses: the one being typed is completed, bob is kept.
+        ff.type_keys("#to", "bob@example.test, car")
+        ff.wait_for("document.querySelector('#to-suggestions [role=option]') !== null")
+        assert ff.evaluate("[...document.querySelectorAll('#to-suggestions [role=option]')].map(o => o.textContent)") \
+            == ["Carol <carol@remote.test>"]
+        ff.screenshot(FIREFOX_SHOTS / "03-address-suggestions.png")
+        ff.type_keys("#to", ARROW_DOWN + ENTER)
+        assert ff.evaluate("document.querySelector('#to').value") == "bob@example.test, Carol <carol@remote.test>, "
+        assert ff.evaluate("location.pathname") == "/compose/"  # Enter chose the address, it did not send
         ff.fill("#subject", "Hello from Firefox")
         ff.fill("#text", "Sent by Firefox ESR.")
-        ff.screenshot(FIREFOX_SHOTS / "03-compose.png")
+        ff.screenshot(FIREFOX_SHOTS / "04-compose.png")
         ff.click("#send")
         ff.wait_for("document.body.innerText.includes('Message sent.')")
         bob_inbox = store.get_folder(bob.pk, store.INBOX)
@@ -107,7 +115,7 @@ def test_read_and_send_in_firefox(alice, bob, live_server, servers):  # noqa: F8
         click_link(ff, "Hello from Firefox")
         ff.wait_for("document.readyState === 'complete' && document.querySelector('pre.body-text') !== null")
         assert ff.evaluate("document.querySelector('pre.body-text').textContent").strip() == "Sent by Firefox ESR."
-        ff.screenshot(FIREFOX_SHOTS / "04-arrived.png")
+        ff.screenshot(FIREFOX_SHOTS / "05-arrived.png")
 
         # Every request stayed on the live server, but the remote image the user allowed (which the
         # profile's dead loopback proxy refused).
