@@ -233,6 +233,8 @@ CELERY_BEAT_SCHEDULE = {
     "outbound-sweep": {"task": "mailcore.tasks.sweep_queue", "schedule": 60.0},
     "outbound-purge": {"task": "mailcore.tasks.purge_queue", "schedule": 3600.0},
     "import-sweep": {"task": "mailcore.tasks.sweep_imports", "schedule": 60.0},
+    # Undo send: held webmail messages whose release task was lost (webmail/tasks.py).
+    "webmail-outbox-sweep": {"task": "webmail.tasks.release_held_mail", "schedule": 10.0},
 }
 # A separate queue name lets installations (or test runs) share one Redis broker.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="celery")

@@ -1,14 +1,20 @@
 """Undo send: messages sent from the webmail wait here for a few seconds before submission.
 
 `hold` commits a PendingSend row (the message and its envelope) and nothing else:
-no local delivery, no outbound queue row. `release_due` (run by runmail's outbox
-job every RELEASE_INTERVAL seconds) takes each row whose window has passed and, in
+no local delivery, no outbound queue row. `release_due` takes each row whose
+window has passed and, in
 ONE transaction, deletes it and hands the message to
 `mailcore.smtp.submission.submit` (local delivery, queue, copy in Sent). A crash
 before that COMMIT leaves the row, which the next run submits; a crash after it
 leaves no row. `undo` deletes a row whose window has not passed; a row is taken
 either by `undo` or by `release_due`, never both (each deletes it and checks the
 count; on PostgreSQL the release locks it first with FOR UPDATE SKIP LOCKED).
+
+Who calls `release_due` (the one release): runmail's outbox job every
+RELEASE_INTERVAL seconds, and with a Celery broker (CELERY_BROKER_URL) also the
+task `webmail.tasks.release_held_mail`, sent on commit with the row's due time as
+its ETA and run by beat every few seconds to catch a lost task. Both may run at
+once: a row is released by whichever takes it first.
 """
 from __future__ import annotations
 
@@ -38,8 +44,28 @@ def hold(account_id: int, sender: str, recipients: list[str], message: bytes, dr
     due = timezone.now() + dt.timedelta(seconds=conf.webmail_undo_send_seconds)
     summary = ", ".join(recipients)[:MAX_SUMMARY_CHARS]
     with transaction.atomic():
-        return PendingSend.objects.create(account_id=account_id, sender=sender, recipients=recipients,
-                                          message=message, draft=draft, summary=summary, due_at=due)
+        row = PendingSend.objects.create(account_id=account_id, sender=sender, recipients=recipients,
+                                         message=message, draft=draft, summary=summary, due_at=due)
+        transaction.on_commit(lambda: schedule_release(row.pk, due))
+    return row
+
+
+def schedule_release(pending_id: int, due: dt.datetime) -> None:
+    """With a Celery broker: a release task for when the window passes (beat catches a lost one)."""
+    if not conf.celery_broker_url:
+        return  # runmail's outbox job releases it
+    from webmail.tasks import release_held_mail
+
+    try:
+        release_held_mail.apply_async(args=[pending_id], eta=due)
+    except Exception:  # a lost wake-up only delays the message until beat's next sweep
+        log.exception("could not schedule the release of held message %s; beat's sweep will release it", pending_id)
+
+
+def waiting(pending_id: int) -> dt.datetime | None:
+    """The due time of a held message whose window has not passed yet (None once released, undone or due)."""
+    row = PendingSend.objects.filter(pk=pending_id, due_at__gt=timezone.now()).only("due_at").first()
+    return row.due_at if row else None
 
 
 def pending(account_id: int, pending_id: int) -> PendingSend | None:

@@ -1,13 +1,90 @@
-// Compose: draft autosave, attachments by drag and drop with upload progress.
+// Compose: draft autosave, address suggestions per address, attachments by drag and drop with upload progress.
 // A file of its own (the CSP forbids inline script); the form works without it.
 (function () {
   "use strict";
 
   function csrf(form) { var t = form.querySelector("input[name=csrfmiddlewaretoken]"); return t ? t.value : ""; }
 
+
+  // Address suggestions: the <datalist> would replace the whole To/Cc/Bcc field, so with JavaScript each
+  // field gets its own list (an ARIA combobox) that completes only the address being typed, after the
+  // last comma outside quotes, and keeps the addresses before it.
+  var MAX_SUGGESTIONS = 8;
+
+  function lastSeparator(value) {
+    var quoted = false, at = -1;
+    for (var i = 0; i < value.length; i++) {
+      var c = value.charAt(i);
+      if (c === "\\") { i++; } else if (c === '"') { quoted = !quoted; } else if ((c === "," || c === ";") && !quoted) { at = i; }
+    }
+    return at;
+  }
+
+  function setupSuggestions(input, known) {
+    var list = document.getElementById(input.dataset.suggest);
+    if (!list) return;
+    input.removeAttribute("list");
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-expanded", "false");
+    input.setAttribute("aria-controls", list.id);
+    var active = -1;
+
+    function options() { return list.querySelectorAll("[role=option]"); }
+    function close() {
+      list.hidden = true; list.textContent = ""; active = -1;
+      input.setAttribute("aria-expanded", "false"); input.removeAttribute("aria-activedescendant");
+    }
+    function highlight(index) {
+      var all = options();
+      if (!all.length) return;
+      active = (index + all.length) % all.length;
+      Array.prototype.forEach.call(all, function (o, i) { o.setAttribute("aria-selected", i === active ? "true" : "false"); });
+      input.setAttribute("aria-activedescendant", all[active].id);
+    }
+    function choose(address) {
+      var value = input.value, at = lastSeparator(value);
+      var before = at >= 0 ? value.slice(0, at + 1).replace(/\s+$/, "") + " " : "";
+      input.value = before + address + ", ";
+      close();
+      input.focus();
+      input.dispatchEvent(new Event("input", { bubbles: true }));  // autosave sees the change
+    }
+    function show() {
+      var value = input.value, typed = value.slice(lastSeparator(value) + 1).trim().toLowerCase();
+      close();
+      if (!typed) return;
+      var matches = known.filter(function (a) { return a.toLowerCase().indexOf(typed) >= 0 && a.toLowerCase() !== typed; })
+        .slice(0, MAX_SUGGESTIONS);
+      if (!matches.length) return;
+      matches.forEach(function (address, i) {
+        var li = document.createElement("li");
+        li.id = list.id + "-" + i; li.setAttribute("role", "option"); li.setAttribute("aria-selected", "false");
+        li.textContent = address;
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); choose(address); });
+        list.appendChild(li);
+      });
+      list.hidden = false; input.setAttribute("aria-expanded", "true");
+    }
+    input.addEventListener("input", show);
+    input.addEventListener("blur", close);
+    input.addEventListener("keydown", function (e) {
+      if (list.hidden) return;
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault(); highlight(active + (e.key === "ArrowDown" ? 1 : -1));
+      } else if ((e.key === "Enter" || e.key === "Tab") && active >= 0) {
+        e.preventDefault(); choose(options()[active].textContent);
+      } else if (e.key === "Escape") {
+        e.preventDefault(); close();
+      }
+    });
+  }
+
   function setup() {
     var form = document.getElementById("compose-form");
     if (!form) return;
+    var known = Array.prototype.map.call(document.querySelectorAll("#correspondents option"), function (o) { return o.value; });
+    Array.prototype.forEach.call(form.querySelectorAll("input[data-suggest]"), function (input) { setupSuggestions(input, known); });
     var status = document.getElementById("autosave-status");
     var dirty = false, saving = null, sending = false;  // saving: the autosave request in flight
     form.addEventListener("input", function () { dirty = true; });

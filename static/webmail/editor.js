@@ -38,19 +38,20 @@
     var editor = null;
     choice.hidden = false;
 
-    function sync() {
+    function sync(unchanged) {
       html.value = editor.getHTML();
       text.value = root.innerText.replace(/\n$/, "");
-      form.dispatchEvent(new Event("input", { bubbles: true }));  // autosave sees the change
+      if (!unchanged) form.dispatchEvent(new Event("input", { bubbles: true }));  // autosave sees the change
     }
-    function richOn() {
+    // initialHtml: a reopened rich-text draft's HTML (sanitised by the server, and again by toFragment).
+    function richOn(initialHtml) {
       if (!editor) {
         editor = new window.Squire(root, { sanitizeToDOMFragment: toFragment, blockTag: "DIV" });
-        editor.addEventListener("input", sync);
+        editor.addEventListener("input", function () { sync(); });
       }
-      editor.setHTML(textToHtml(text.value));
+      editor.setHTML(initialHtml || textToHtml(text.value));
       root.hidden = false; toolbar.hidden = false; text.hidden = true;
-      sync();
+      sync(Boolean(initialHtml));  // a reopened draft is not a change to save again
       editor.focus();
     }
     function richOff() {
@@ -59,6 +60,10 @@
       root.hidden = true; toolbar.hidden = true; text.hidden = false;
     }
     toggle.addEventListener("change", function () { if (toggle.checked) richOn(); else richOff(); });
+    if (root.dataset.html) {  // a draft saved from the rich-text editor reopens in it
+      toggle.checked = true;
+      richOn(root.dataset.html);
+    }
     toolbar.addEventListener("click", function (event) {
       var button = event.target.closest("button[data-command]");
       if (!button || !editor) return;

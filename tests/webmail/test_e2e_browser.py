@@ -241,3 +241,58 @@ def test_new_mail_undo_send_autosave_and_drop_in_chromium(alice, bob, live_serve
     assert "Really." in mime.extract_text(raw, got[0].bodystructure)
     assert store.uids(drafts) == []  # the reopened draft went with the message
     assert page.csp_errors == []
+
+
+def test_address_autocomplete_per_address_and_rich_draft_reopened_in_chromium(alice, bob, live_server, browser):
+    for name, address in (("Carol", "carol@remote.test"), ("Erin", "erin@remote.test")):
+        store.deliver(HTML_MAIL.replace("Carol <carol@remote.test>", f"{name} <{address}>")
+                      .replace("news-1", f"news-{name}").encode(), ["alice@example.test"])
+    base = live_server.url
+    page = open_page(browser, base)
+    sign_in(page, base, "alice@example.test", ALICE_PW)
+    page.click("#compose-link")
+    page.wait_for_selector("#to[role=combobox]")  # compose.js has set the fields up (it runs after parsing)
+
+    # To: the suggestion completes the address after the last comma and keeps the one before it.
+    page.locator("#to").press_sequentially("bob@example.test, car")
+    page.wait_for_selector("#to-suggestions [role=option]")
+    assert page.locator("#to-suggestions [role=option]").all_inner_texts() == ["Carol <carol@remote.test>"]
+    assert page.get_attribute("#to", "aria-expanded") == "true"
+    shot(page, "07-address-suggestions")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")  # chooses the suggestion; does not send
+    assert page.input_value("#to") == "bob@example.test, Carol <carol@remote.test>, "
+    assert page.locator("#to-suggestions").is_hidden()
+    # Cc: a click on a suggestion, the same way.
+    page.locator("#cc").press_sequentially("ERIN")
+    page.click("#cc-suggestions >> text=Erin <erin@remote.test>")
+    assert page.input_value("#cc") == "Erin <erin@remote.test>, "
+
+    # A rich-text draft reopens in the editor with its formatting, and is sent as text plus HTML.
+    page.fill("#subject", "Formatted plans")
+    assert page.locator("#rich-toolbar").is_hidden()  # plain text until rich text is chosen
+    page.check("#rich-toggle")
+    page.click("#rich-editor")
+    page.click("#rich-toolbar button[data-command=bold]")
+    page.keyboard.type("Bold plans")
+    page.click("#save-draft")
+    page.wait_for_selector("text=Draft saved.")
+    drafts = store.folder_by_special_use(alice.pk, "\\Drafts")
+    [draft] = store.fetch(drafts)
+    page.goto(f"{base}/compose/?draft={draft.uid}")
+    page.wait_for_selector("#rich-editor:not([hidden]) b")
+    assert page.is_checked("#rich-toggle") and page.locator("#text").is_hidden()
+    assert page.locator("#rich-editor b").inner_text() == "Bold plans"
+    assert page.input_value("#to") == "bob@example.test, carol@remote.test"  # drafts keep the addresses
+    shot(page, "08-rich-draft-reopened")
+    page.click("#send")
+    page.wait_for_selector("text=Message sent.")
+    bob_inbox = store.get_folder(bob.pk, store.INBOX)
+    [got] = store.fetch(bob_inbox)
+    raw = store.read_message(bob_inbox, got.uid)
+    assert b"multipart/alternative" in raw and b"carol@remote.test" in raw and b"erin@remote.test" in raw
+    html_path, _text = mime.display_parts(got.bodystructure)
+    html = mime.part_text(raw, mime.part_at(got.bodystructure, html_path))
+    assert "<b>Bold plans</b>" in html or "<strong>Bold plans</strong>" in html
+    assert "Bold plans" in mime.extract_text(raw, got.bodystructure)
+    assert store.uids(drafts) == [] and page.csp_errors == []

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from mailcore import store
@@ -163,3 +164,64 @@ def test_recipient_gone_at_release_puts_the_message_back_in_drafts(window, alice
     drafts = store.folder_by_special_use(alice.pk, "\\Drafts")
     assert [m.subject for m in store.fetch(drafts)] == ["Held"]
     assert store.fetch(store.folder_by_special_use(alice.pk, "\\Sent")) == []
+
+
+def test_beat_sweep_task_releases_what_is_due_in_process(window, alice_client, alice, bob):
+    """webmail.tasks.release_held_mail is the same release as runmail's job (called here as beat would)."""
+    from webmail.tasks import release_held_mail
+
+    send(alice_client, to="bob@example.test", bcc="")
+    assert release_held_mail() == 0 and PendingSend.objects.count() == 1  # still in its window
+    pass_the_window()
+    assert release_held_mail() == 1 and release_held_mail() == 0
+    assert [m.subject for m in store.fetch(store.get_folder(bob.pk, store.INBOX))] == ["Held"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_broker_hold_schedules_no_task(settings, alice_client, alice, bob, monkeypatch):
+    from webmail import tasks
+
+    settings.CELERY_BROKER_URL = ""
+    settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS = 30
+    sent: list = []
+    monkeypatch.setattr(tasks.release_held_mail, "apply_async", lambda *a, **k: sent.append((a, k)))
+    send(alice_client, to="bob@example.test", bcc="")
+    assert PendingSend.objects.count() == 1 and sent == []  # runmail's outbox job will release it
+
+
+def wait_for(predicate, seconds: float = 60.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not django_settings.CELERY_BROKER_URL, reason="needs CELERY_BROKER_URL (CI sets Redis)")
+@pytest.mark.django_db(transaction=True)
+def test_a_real_celery_worker_releases_held_mail_without_runmail(settings, blob_dir, alice_client, alice, bob):
+    from tests.support.celery_worker import celery_worker
+    from webmail.tasks import release_held_mail
+
+    settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS = 3
+    bob_inbox = store.get_folder(bob.pk, store.INBOX)
+    with celery_worker(blob_dir):
+        send(alice_client, to="bob@example.test", bcc="", subject="Via Celery")
+        assert PendingSend.objects.count() == 1 and store.uids(bob_inbox) == []  # held for its window
+        assert wait_for(lambda: store.uids(bob_inbox) != [])  # the task sent at hold, ETA = due time
+        assert [m.subject for m in store.fetch(bob_inbox)] == ["Via Celery"]
+        assert not PendingSend.objects.exists()
+
+        # A lost release task: beat's sweep (the same task without an id) releases it.
+        broker, settings.CELERY_BROKER_URL = settings.CELERY_BROKER_URL, ""
+        send(alice_client, to="bob@example.test", bcc="", subject="Task lost")  # no broker seen: no task sent
+        settings.CELERY_BROKER_URL = broker
+        pass_the_window()
+        release_held_mail.delay()
+        assert wait_for(lambda: len(store.uids(bob_inbox)) == 2)
+        assert sorted(m.subject for m in store.fetch(bob_inbox)) == ["Task lost", "Via Celery"]
+        assert not PendingSend.objects.exists()

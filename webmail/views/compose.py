@@ -129,10 +129,20 @@ def _draft_form(request: HttpRequest, uid: int) -> dict[str, Any]:
         "cc": ", ".join(_address_text(info.envelope.get("cc") or [])),
         "bcc": ", ".join(_address_text(info.envelope.get("bcc") or [])),
         "in_reply_to": first(fields, "in-reply-to") or "", "references": first(fields, "references") or "",
-        "text": mime.extract_text(raw, info.bodystructure),
+        "text": mime.extract_text(raw, info.bodystructure), "draft_html": _draft_html(raw, info),
         "forward": f"{drafts.mailbox_id}:{uid}",
         "forwarded": [a.filename or "attachment" for a in mime.attachments(info.bodystructure)],
     }
+
+
+def _draft_html(raw: bytes, info: store.MessageInfo) -> str:
+    """The HTML part of a draft saved from the rich-text editor, sanitised again; "" for a plain draft.
+
+    The editor (static/webmail/editor.js) reopens it; without JavaScript the textarea's text is sent.
+    """
+    html_path, _text_paths = mime.display_parts(info.bodystructure)
+    part = mime.part_at(info.bodystructure, html_path) if html_path else None
+    return sanitize_outgoing(mime.part_text(raw, part)) if part is not None else ""
 
 
 def _plain_addresses(addresses: list[list[str | None]]) -> list[str]:
