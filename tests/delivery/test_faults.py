@@ -29,6 +29,7 @@ from django.db import connection
 from mailcore.delivery import queue
 from mailcore.models import OutboundRecipient
 from tests.delivery.test_workers import _worker_env, wait_for
+from tests.support import celery_worker
 from tests.support.net import free_port
 
 pytestmark = [
@@ -128,8 +129,7 @@ def env_for(settings, blob_dir, dns_server, remote, broker: ThrowawayRedis) -> d
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-               "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=WARNING", "-Q", QUEUE]
+    command = celery_worker.worker_command(QUEUE, "--without-heartbeat")
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
 
 

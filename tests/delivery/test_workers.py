@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -13,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from mailcore.delivery import claims, queue, runner, worker
 from mailcore.models import OutboundRecipient
+from tests.support import celery_worker
 from tests.support.dnsserver import DNSServer
 from tests.support.smtpreceiver import SMTPReceiver
 
@@ -106,17 +105,10 @@ def test_in_process_runner_delivers_on_enqueue_without_a_broker(remote, settings
 
 
 def _worker_env(settings, blob_dir: Path, dns_server: DNSServer, receiver: SMTPReceiver, queue_name: str) -> dict:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        database_url = f"sqlite:///{db['NAME']}"
-    else:
-        database_url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url, "MAIL_BLOB_DIR": str(blob_dir), "CELERY_TASK_DEFAULT_QUEUE": queue_name,
-        "MAIL_DNS_NAMESERVERS": dns_server.nameserver, "MAIL_DNS_TIMEOUT": "0.5", "MAIL_ALLOW_PRIVATE_MX": "1",
-        "MAIL_OUTBOUND_PORT": str(receiver.port), "MAIL_HOSTNAME": "mail.example.test",
-    }
+    return celery_worker.worker_environment(
+        blob_dir, queue_name, MAIL_DNS_NAMESERVERS=dns_server.nameserver, MAIL_DNS_TIMEOUT="0.5",
+        MAIL_ALLOW_PRIVATE_MX="1", MAIL_OUTBOUND_PORT=str(receiver.port), MAIL_HOSTNAME="mail.example.test",
+    )
 
 
 @pytest.mark.slow
@@ -128,9 +120,7 @@ def test_a_real_celery_worker_delivers_queued_mail(remote, settings, blob_dir, d
 
     queue_name = app.conf.task_default_queue
     env = _worker_env(settings, blob_dir, dns_server, remote, queue_name)
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-               "--without-gossip", "--without-mingle", "--loglevel=WARNING", "-Q", queue_name]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    process = subprocess.Popen(celery_worker.worker_command(queue_name), cwd=ROOT, env=env)
     try:
         ids = [queue.enqueue(MESSAGE, "alice@example.test", [f"u{n}@remote.test"]) for n in range(5)]
         assert wait_for(lambda: len(remote.messages) == 5, 60)

@@ -29,17 +29,25 @@ def database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def worker_environment(blob_dir: Path, queue_name: str, **env: str) -> dict[str, str]:
+    """The environment of a worker (or runmail) process sharing this test's database, blobs and queue."""
+    return {**os.environ, "DATABASE_URL": database_url(), "MAIL_BLOB_DIR": str(blob_dir),
+            "CELERY_TASK_DEFAULT_QUEUE": queue_name, **NO_REMOTE_DNS, **env}
+
+
+def worker_command(queue_name: str, *options: str) -> list[str]:
+    """A solo-pool `celery worker` command line consuming only `queue_name`."""
+    return [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
+            "--without-gossip", "--without-mingle", *options, "--loglevel=WARNING", "-Q", queue_name]
+
+
 @contextmanager
 def celery_worker(blob_dir: Path, **env: str) -> Iterator[subprocess.Popen]:
     """A solo-pool worker on this run's default queue, stopped (SIGTERM) when the block ends."""
     from config.celery import app
 
     queue_name = app.conf.task_default_queue
-    environment = {**os.environ, "DATABASE_URL": database_url(), "MAIL_BLOB_DIR": str(blob_dir),
-                   "CELERY_TASK_DEFAULT_QUEUE": queue_name, **NO_REMOTE_DNS, **env}
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-               "--without-gossip", "--without-mingle", "--loglevel=WARNING", "-Q", queue_name]
-    process = subprocess.Popen(command, cwd=ROOT, env=environment)
+    process = subprocess.Popen(worker_command(queue_name), cwd=ROOT, env=worker_environment(blob_dir, queue_name, **env))
     try:
         yield process
     finally:

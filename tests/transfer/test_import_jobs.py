@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from mailcore import importjobs, mailboxio
@@ -24,7 +24,7 @@ from mailcore.directory import create_account
 from mailcore.models import ImportJob
 from tests.imap.conftest import imap_server  # noqa: F401  (fixture, used by name)
 from tests.imap.test_importimap import Peer, fill, imported
-from tests.support import celeryqueue
+from tests.support import celery_worker, celeryqueue
 from tests.transfer.test_import_export import fill as fill_account
 from tests.transfer.test_import_export import snapshot
 from tests.webmail.test_e2e_browser import CHROMIUM, browser, open_page, shot  # noqa: F401  (browser: a fixture)
@@ -315,7 +315,7 @@ def _states(ids: list[int]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_runmail_process_runs_a_job_the_admin_process_queued(exported, alice, copy, blob_dir):
-    env = _worker_env(blob_dir, "unused")
+    env = celery_worker.worker_environment(blob_dir, "unused")
     for name in ("REDIS_URL", "CELERY_BROKER_URL"):
         env.pop(name, None)
     for name in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S"):
@@ -387,32 +387,16 @@ def test_imap_job_that_cannot_verify_the_certificate_fails_with_the_reason(ours,
 # A real Celery worker (CI's PostgreSQL + Redis pass) -------------------------------------
 
 
-def _worker_env(blob_dir: Path, queue_name: str) -> dict[str, str]:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        database_url = f"sqlite:///{db['NAME']}"
-    else:
-        database_url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    return {**os.environ, "DATABASE_URL": database_url, "MAIL_BLOB_DIR": str(blob_dir),
-            "CELERY_TASK_DEFAULT_QUEUE": queue_name}
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not django_settings.CELERY_BROKER_URL, reason="needs CELERY_BROKER_URL (CI sets Redis)")
 @pytest.mark.django_db(transaction=True)
 def test_a_real_celery_worker_runs_an_import_job_to_done(exported, alice, copy, blob_dir, private_celery_queue):
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-               "--without-gossip", "--without-mingle", "--loglevel=WARNING", "-Q", private_celery_queue]
-    process = subprocess.Popen(command, cwd=ROOT, env=_worker_env(blob_dir, private_celery_queue))
-    try:
+    with celery_worker.celery_worker(blob_dir):  # on private_celery_queue, this module's default queue
         job = new_job(copy, kind="maildir", path=str(exported / "maildir"))  # committed: the task is sent now
         assert _wait_until_finished(job.pk) == "done"
         job.refresh_from_db()
         assert (job.state, job.total, job.done_count, job.imported, job.error) == ("done", 104, 104, 104, "")
         assert snapshot(copy) == snapshot(alice)
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 

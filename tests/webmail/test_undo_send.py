@@ -205,11 +205,12 @@ def wait_for(predicate, seconds: float = 60.0) -> bool:
 @pytest.mark.django_db(transaction=True)
 def test_a_real_celery_worker_releases_held_mail_without_runmail(settings, blob_dir, alice_client, alice, bob):
     from tests.support.celery_worker import celery_worker
+    from tests.support.celeryqueue import private_celery_queue
     from webmail.tasks import release_held_mail
 
     settings.MAIL_WEBMAIL_UNDO_SEND_SECONDS = 3
     bob_inbox = store.get_folder(bob.pk, store.INBOX)
-    with celery_worker(blob_dir):
+    with private_celery_queue("test-undo-send"), celery_worker(blob_dir):
         send(alice_client, to="bob@example.test", bcc="", subject="Via Celery")
         assert PendingSend.objects.count() == 1 and store.uids(bob_inbox) == []  # held for its window
         assert wait_for(lambda: store.uids(bob_inbox) != [])  # the task sent at hold, ETA = due time
