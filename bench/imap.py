@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.support import processes  # noqa: E402
 from tests.support.dovecot import Dovecot, DovecotError  # noqa: E402 - after the path is set
 from tests.support.net import free_port, wait_listening  # noqa: E402
 
@@ -274,13 +275,7 @@ def measure(port: int, pid: int, total: int, clients: int, idle: int) -> dict[st
     return result
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+stop = processes.stop
 
 
 def main() -> None:

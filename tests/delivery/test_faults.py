@@ -29,7 +29,7 @@ from django.db import connection
 from mailcore.delivery import queue
 from mailcore.models import OutboundRecipient
 from tests.delivery.test_workers import _worker_env, wait_for
-from tests.support import celery_worker
+from tests.support import celery_worker, processes
 from tests.support.net import free_port
 
 pytestmark = [
@@ -133,14 +133,7 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+stop = processes.stop
 
 
 def sweep(env: dict[str, str]) -> int:

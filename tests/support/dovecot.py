@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from tests.support import processes
 from tests.support.net import NotListening, free_port, wait_listening
 
 NOBODY = 65534  # Dovecot will not serve mail as root
@@ -123,12 +124,7 @@ class Dovecot:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            processes.stop(self.process, timeout=10)
             self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
 

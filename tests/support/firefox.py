@@ -24,6 +24,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from tests.support import processes
 from tests.support.net import free_port, wait_listening
 
 FIREFOX = shutil.which("firefox-esr") or ""
@@ -253,12 +254,7 @@ def firefox() -> Iterator[Firefox]:
             finally:
                 _end(browser)
         finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            processes.stop(process)
 
 
 def _end(browser: Firefox) -> None:
