@@ -169,7 +169,7 @@ class MailboxView:
             self.highestmodseq = info.highestmodseq
             self.own_changes.clear()
             return True
-        current = await aio.run(store.uids, self.ref)
+        current = await self._current_uids(info)
         changed = await aio.run(rows.flags, self.ref, None, self.highestmodseq)
         last_known = self.uids[-1] if self.uids else 0
         self._report_expunges(session, current, allow_expunge)
@@ -179,6 +179,14 @@ class MailboxView:
         self.highestmodseq, self.uidnext = info.highestmodseq, info.uidnext
         self.own_changes.clear()
         return True
+
+    async def _current_uids(self, info: store.FolderInfo) -> list[int]:
+        """The folder's UIDs now: only the new ones are read when the count shows that none went."""
+        last_known = self.uids[-1] if self.uids else 0
+        arrived = await aio.run(store.uids, self.ref, last_known)
+        if len(self.uids) + len(arrived) == info.messages and not self.deferred_expunges:
+            return self.uids + arrived
+        return await aio.run(store.uids, self.ref)  # something was expunged (or came meanwhile): read all
 
     def _is_own(self, event: store.MailboxEvent) -> bool:
         """This session's own STORE or EXPUNGE, already answered: no re-read needed for it."""

@@ -10,10 +10,10 @@ processes sharing the database) never both get the same message as \\Recent.
 """
 from __future__ import annotations
 
-from django.db import transaction
 from django.db.models import F
 
 from mailcore.models import Mailbox, Message
+from mailcore.store import sql
 from mailcore.store.types import FolderRef, NoSuchFolder
 
 
@@ -25,7 +25,7 @@ def claim(ref: FolderRef, up_to_uid: int) -> int:
     boundary = recent_boundary(ref)
     if up_to_uid <= boundary:
         return up_to_uid
-    with transaction.atomic():
+    with sql.relaxed_transaction():  # losing a claim in a power failure only shows \\Recent once more
         rows = Mailbox.objects.filter(pk=ref.mailbox_id, account_id=ref.account_id)
         rows.update(recent_uid=F("recent_uid"))  # take the row's write lock before reading it
         boundary = rows.values_list("recent_uid", flat=True).get()

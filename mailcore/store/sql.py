@@ -227,6 +227,19 @@ def message_rows(
     return _converted(expressions, values) if convert else values
 
 
+def uid_rows(account_id: int, mailbox_id: int, above: int = 0) -> list[tuple[int]]:
+    """(UID,) of the account's folder's messages with UIDs above `above`, ascending (a plain cursor:
+    several times faster than the ORM for 10,000 rows, and covered by the (mailbox, uid) index)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.uid FROM {_table(Message)} m WHERE m.mailbox_id = "
+            f"(SELECT b.id FROM {_table(Mailbox)} b WHERE b.id = %s AND b.account_id = %s) AND m.uid > %s "
+            "ORDER BY m.uid",
+            [mailbox_id, account_id, above],
+        )
+        return cursor.fetchall()
+
+
 def update_messages(ids: Sequence[int], values: dict[str, Any], batch: int = UID_LIST_LIMIT) -> None:
     """Set the same `values` (field name -> value) on the message rows `ids`: one UPDATE per batch of ids."""
     fields = [_concrete(Message._meta.get_field(name)) for name in values]
