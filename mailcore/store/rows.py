@@ -116,10 +116,10 @@ def matching_uids(ref: FolderRef, where: ColumnFilter) -> list[int]:
     return list(query.order_by("uid").values_list("uid", flat=True))
 
 
-def subjects(ref: FolderRef, uids: Iterable[int] | None = None) -> list[tuple[int, str, bool]]:
-    """(UID, decoded Subject, whether it was cut at SUBJECT_COLUMN_LIMIT) of messages (all when `uids` is None)."""
+def subjects(ref: FolderRef) -> list[tuple[int, str, bool]]:
+    """(UID, decoded Subject, whether it was cut at SUBJECT_COLUMN_LIMIT) of every message, ascending."""
     return [(uid, subject, len(subject) >= SUBJECT_COLUMN_LIMIT)
-            for uid, subject in folder_messages(ref, ("uid", "subject"), uids)]
+            for uid, subject in folder_messages(ref, ("uid", "subject"))]
 
 
 def fetch_with_bytes(

@@ -20,8 +20,8 @@ CHARSETS = {"UTF-8", "US-ASCII"}  # RFC 9051 §6.4.4: UTF-8 is required; others 
 RETURN_OPTIONS = {"MIN", "MAX", "COUNT", "ALL", "SAVE"}  # RFC 4731 §3.1, RFC 5182 §2.1
 SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"}
 THREAD_FIELDS = ("message-id", "references", "in-reply-to")
-SUBJECT_CACHE_SIZE = 200_000  # casefolded Subjects kept per process for SEARCH SUBJECT (a UID's never changes)
-_SUBJECTS: Memo[tuple[int, int], tuple[str, bool]] = Memo(SUBJECT_CACHE_SIZE)
+SUBJECT_LISTS_CACHED = 16  # folders whose casefolded Subjects this process keeps for SEARCH SUBJECT
+_FOLDER_SUBJECTS: Memo[tuple[int, int, int, int], list[tuple[int, str, bool]]] = Memo(SUBJECT_LISTS_CACHED)
 
 
 async def cmd_SEARCH(s: Session, p: Parser) -> str:
@@ -118,12 +118,15 @@ async def _column_search(s: Session, keys: list[Key]) -> list[tuple[int, int]] |
         return None
     where, rest = plan
     needles = [key.args[0] for key in rest if key.name == "SUBJECT"]
-    uids = await aio.run(rows.matching_uids, view.ref, where)  # also drops messages expunged meanwhile
     if needles:
-        subjects = await _folded_subjects(view, uids)
-        if any(cut for _folded, cut in subjects.values()):
+        subjects = await _folder_subjects(view)
+        if any(cut for _uid, _folded, cut in subjects):
             return None
-        uids = [uid for uid in uids if uid in subjects and all(n in subjects[uid][0] for n in needles)]
+        uids = [uid for uid, folded, _cut in subjects if all(n in folded for n in needles)]
+        if not where.is_empty():
+            uids = sorted(set(uids).intersection(await aio.run(rows.matching_uids, view.ref, where)))
+    else:
+        uids = await aio.run(rows.matching_uids, view.ref, where)
     resolve = _resolver(view)
     found = []
     for uid in uids:
@@ -133,15 +136,23 @@ async def _column_search(s: Session, keys: list[Key]) -> list[tuple[int, int]] |
     return found
 
 
-async def _folded_subjects(view: MailboxView, uids: list[int]) -> dict[int, tuple[str, bool]]:
-    """UID -> (casefolded cached Subject, whether the column cut it short), from the memo or the store."""
-    mailbox_id = view.ref.mailbox_id
-    known, missing = _SUBJECTS.split((mailbox_id, uid) for uid in uids)
-    result = {uid: value for (_, uid), value in known.items()}
-    if missing:
-        for uid, subject, cut in await aio.run(rows.subjects, view.ref, [uid for _, uid in missing]):
-            result[uid] = _SUBJECTS.put((mailbox_id, uid), (subject.casefold(), cut))
-    return result
+async def _folder_subjects(view: MailboxView) -> list[tuple[int, str, bool]]:
+    """(UID, casefolded cached Subject, whether the column cut it short) of every message now in the folder.
+
+    Kept per folder state: (UIDVALIDITY, UIDNEXT, count) fixes which messages are in
+    it (a new one raises UIDNEXT, an expunge lowers the count), and a message's
+    Subject never changes. So a SEARCH finds what is in the folder now, also when
+    another session expunged a message this one still numbers.
+    """
+    info = await aio.run(store.folder_info, view.ref)
+    key = (view.ref.mailbox_id, info.uidvalidity, info.uidnext, info.messages)
+    cached = _FOLDER_SUBJECTS.get(key)
+    if cached is not None:
+        return cached
+    subjects = [(uid, subject.casefold(), cut) for uid, subject, cut in await aio.run(rows.subjects, view.ref)]
+    if len(subjects) == info.messages and (not subjects or subjects[-1][0] < info.uidnext):
+        _FOLDER_SUBJECTS.put(key, subjects)  # only a list that agrees with the counters read before it
+    return subjects
 
 
 def _resolver(view: MailboxView) -> search.Resolver:
