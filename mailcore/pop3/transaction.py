@@ -177,9 +177,7 @@ class TransactionCommands(AuthorizationCommands):
             self.renewer.cancel()
             await asyncio.gather(self.renewer, return_exceptions=True)
             self.renewer = None
-        if self.read_ahead is not None:
-            self.read_ahead.close()
-            self.read_ahead = None
+        self.read_ahead = None
         if self.maildrop is None:
             return
         try:
