@@ -87,8 +87,9 @@ class Client:
         return int(self.command("STAT").split()[1])
 
 
-def timed(port: int, users: list[str]) -> float:
-    """Messages per second of RETR for all `users` in parallel sessions (timed after every login)."""
+def timed(port: int, users: list[str]) -> tuple[float, float]:
+    """Messages per second of RETR for all `users` in parallel sessions (timed after every login), and the
+    milliseconds a QUIT took afterwards (where both servers store the \\Seen flags; not in the rate)."""
     clients = []
     for user in users:
         client = Client(port)
@@ -114,12 +115,14 @@ def timed(port: int, users: list[str]) -> float:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    quit_start = time.perf_counter()
     for client in clients:
         client.command("QUIT")
         client.sock.close()
+    quit_ms = (time.perf_counter() - quit_start) * 1000 / len(clients)
     if errors:
         raise errors[0]
-    return round(sum(counts) / elapsed, 1)
+    return round(sum(counts) / elapsed, 1), round(quit_ms, 1)
 
 
 def warm_up(port: int, users: list[str]) -> None:
@@ -189,9 +192,12 @@ def round_users(round_number: int, sessions: int) -> tuple[str, list[str]]:
     return f"single{round_number}", [f"r{round_number}p{i}" for i in range(sessions)]
 
 
-def measure(port: int, single: str, parallel: list[str]) -> dict[str, float]:
+def measure(port: int, single: str, parallel: list[str]) -> tuple[dict[str, float], float]:
+    """RETR rates of one session and of the parallel sessions, and the one session's QUIT in milliseconds."""
     warm_up(port, [single, *parallel])
-    return {"one_session": timed(port, [single]), "parallel_sessions": timed(port, parallel)}
+    one, one_quit = timed(port, [single])
+    many, _ = timed(port, parallel)
+    return {"one_session": one, "parallel_sessions": many}, one_quit
 
 
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -211,6 +217,7 @@ def main() -> None:
         plan.update({single: args.messages, **dict.fromkeys(parallel, per_session)})
     ours_rounds: list[dict[str, float]] = []
     dove_rounds: list[dict[str, float]] = []
+    quits: dict[str, list[float]] = {"mailcore": [], "dovecot": []}
     with tempfile.TemporaryDirectory(prefix="pop3-bench-") as scratch:
         base = Path(scratch)
         base.chmod(0o755)
@@ -222,8 +229,12 @@ def main() -> None:
                     single, parallel = round_users(number, args.sessions)
                     addresses = [f"{user}@bench.test" for user in parallel]
                     ours_port = ours_process.port  # type: ignore[attr-defined]
-                    ours_rounds.append(measure(ours_port, f"{single}@bench.test", addresses))
-                    dove_rounds.append(measure(server.port, single, parallel))
+                    for name, rounds, figures in (
+                        ("mailcore", ours_rounds, measure(ours_port, f"{single}@bench.test", addresses)),
+                        ("dovecot", dove_rounds, measure(server.port, single, parallel)),
+                    ):
+                        rounds.append(figures[0])
+                        quits[name].append(figures[1])
         finally:
             stop(ours_process)
     ratios = [{key: round(o[key] / d[key], 2) for key in o} for o, d in zip(ours_rounds, dove_rounds, strict=True)]
@@ -240,6 +251,7 @@ def main() -> None:
         "ratio_per_round": ratios,
         "mailcore_per_round": ours_rounds,
         "dovecot_per_round": dove_rounds,
+        "one_session_quit_ms": {name: statistics.median(values) for name, values in quits.items()},
         "goal": 0.5,
     }
     print(json.dumps(result, indent=2))
