@@ -15,8 +15,8 @@ from mailcore.pop3.wire import listing, multiline, top_of
 from mailcore.store import aio
 
 # Retrieved messages are marked \Seen for IMAP clients at the session's end, however it ends (QUIT, a dropped
-# connection, a timeout), as Dovecot does; a long session also stores them in the background every this many
-# seconds, so a server crash leaves at most that much of a session's retrievals unmarked (never a deletion).
+# connection, a timeout; Dovecot sets them at QUIT); a long session also stores them in the background every this
+# many seconds, so a server crash leaves at most that much of a session's retrievals unmarked (never a deletion).
 SEEN_FLUSH_SECONDS = 10.0
 # UIDs per \Seen write (keeps each statement well under SQLite's bound on parameters).
 SEEN_CHUNK = 1000
