@@ -229,12 +229,12 @@ def main() -> None:
                     single, parallel = round_users(number, args.sessions)
                     addresses = [f"{user}@bench.test" for user in parallel]
                     ours_port = ours_process.port  # type: ignore[attr-defined]
-                    for name, rounds, figures in (
-                        ("mailcore", ours_rounds, measure(ours_port, f"{single}@bench.test", addresses)),
-                        ("dovecot", dove_rounds, measure(server.port, single, parallel)),
-                    ):
-                        rounds.append(figures[0])
-                        quits[name].append(figures[1])
+                    ours, ours_quit = measure(ours_port, f"{single}@bench.test", addresses)
+                    dove, dove_quit = measure(server.port, single, parallel)  # right after ours
+                    ours_rounds.append(ours)
+                    dove_rounds.append(dove)
+                    quits["mailcore"].append(ours_quit)
+                    quits["dovecot"].append(dove_quit)
         finally:
             stop(ours_process)
     ratios = [{key: round(o[key] / d[key], 2) for key in o} for o, d in zip(ours_rounds, dove_rounds, strict=True)]
