@@ -8,6 +8,7 @@ the listeners, cancels the jobs and waits for the store's threads.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -114,6 +115,17 @@ async def start_listeners() -> list[asyncio.AbstractServer]:
     return servers
 
 
+def freeze_startup_objects() -> None:
+    """Take what start-up made (modules, Django's apps, URLs and settings) out of the cyclic collector's walks.
+
+    They live as long as the process; left in, every full collection walked them all: measured about
+    60 ms, a pause for every session at once (the first one came during the first busy seconds).
+    Frozen, a full collection walks only what the sessions made (about 1 ms).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def run_forever() -> None:
     """Run every listener and background job until SIGTERM or SIGINT."""
     stop = asyncio.Event()
@@ -123,6 +135,7 @@ async def run_forever() -> None:
     servers = await start_listeners()
     tasks = [asyncio.create_task(job()) for job in background_jobs()]
     log.info("runmail ready: %d listener(s), %d background job(s)", len(servers), len(tasks))
+    freeze_startup_objects()
     try:
         await stop.wait()
     finally:

@@ -57,12 +57,16 @@ class SessionBase:
         self.address = ""
         self.bad_commands = 0
         self.closing = False
+        self.waiting_since: float | None = None  # event-loop time since when we wait for the client's next line
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
 
     # The loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
         self.log(logging.INFO, "connect%s", " (TLS)" if self.tls_active else "")
         try:
+            self.check_idle()
             await self.send(b"+OK POP3 server ready\r\n")  # RFC 1939 §4 greeting
             while not self.closing:
                 await self.handle_line(await self.read_line())
@@ -71,6 +75,8 @@ class SessionBase:
         except (ConnectionError, ssl.SSLError, OSError) as err:
             self.log(logging.INFO, "connection lost: %s", err)
         finally:
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
             await self.finish()
             self.writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
@@ -119,29 +125,40 @@ class SessionBase:
         """One line with its line end; over-long lines are discarded and answered with -ERR."""
         while True:
             try:
-                line = await asyncio.wait_for(self.reader.readuntil(b"\n"), IDLE_TIMEOUT)
-            except TimeoutError:
-                await self.send(b"-ERR autologout, idle for too long\r\n")
-                raise SessionClosed("idle timeout") from None
-            except asyncio.IncompleteReadError as err:
-                raise SessionClosed("client closed the connection") from err
+                return await self.read_until_newline()
             except asyncio.LimitOverrunError:
                 await self.discard_long_line()
                 await self.refuse(Pop3Error("line too long"))
                 if self.closing:
                     raise SessionClosed("too many bad commands") from None
-                continue
-            return line
 
     async def discard_long_line(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self.reader.readuntil(b"\n"), IDLE_TIMEOUT)
+                await self.read_until_newline()
                 return
             except asyncio.LimitOverrunError as err:
                 await self.reader.readexactly(err.consumed)
-            except (asyncio.IncompleteReadError, TimeoutError) as err:
-                raise SessionClosed("client closed the connection in an over-long line") from err
+
+    async def read_until_newline(self) -> bytes:
+        self.waiting_since = asyncio.get_running_loop().time()
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as err:
+            raise SessionClosed("idle timeout" if self.timed_out else "client closed the connection") from err
+        finally:
+            self.waiting_since = None
+
+    def check_idle(self) -> None:
+        """RFC 1939 §3 autologout: one timer per session, re-armed when it fires (not one per line read)."""
+        now = asyncio.get_running_loop().time()
+        since = now if self.waiting_since is None else self.waiting_since
+        if now - since < IDLE_TIMEOUT:
+            self.idle_timer = asyncio.get_running_loop().call_at(since + IDLE_TIMEOUT, self.check_idle)
+            return
+        self.timed_out = True
+        self.writer.write(b"-ERR autologout, idle for too long\r\n")
+        self.writer.close()  # after that line is sent; the waiting read then ends with "idle timeout"
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)

@@ -9,22 +9,25 @@ from mailcore.pop3.authorization import AuthorizationCommands
 from mailcore.pop3.errors import SYS_TEMP, Pop3Error
 from mailcore.pop3.maildrop import Entry, Maildrop
 from mailcore.pop3.parser import Command, expect_args, line_count
+from mailcore.pop3.readahead import ReadAhead
 from mailcore.pop3.states import State
 from mailcore.pop3.wire import listing, multiline, top_of
 from mailcore.store import aio
 
-# Retrieved messages are marked \Seen for IMAP clients in batches of this many (and at the session's end).
-SEEN_BATCH = 100
-# RETR reads the following messages too, in the same worker-thread call, up to these bounds (per session).
-READ_AHEAD_MESSAGES = 32
-READ_AHEAD_BYTES = 256 * 1024
+# Retrieved messages are marked \Seen for IMAP clients at the session's end, however it ends (QUIT, a dropped
+# connection, a timeout; Dovecot sets them at QUIT); a long session also stores them in the background every this
+# many seconds, so a server crash leaves at most that much of a session's retrievals unmarked (never a deletion).
+SEEN_FLUSH_SECONDS = 10.0
+# UIDs per \Seen write (keeps each statement well under SQLite's bound on parameters).
+SEEN_CHUNK = 1000
 log = logging.getLogger(__name__)
 
 
 class TransactionCommands(AuthorizationCommands):
-    seen_pending: tuple[int, ...] = ()  # UIDs retrieved but not yet marked \Seen
-    read_ahead: dict[str, bytes] | None = None  # blob digest -> bytes, read before their RETR came
-    seen_writer: asyncio.Task[None] | None = None  # storing a batch of \\Seen flags in the background
+    seen_pending: list[int] | None = None  # UIDs retrieved but not yet marked \Seen
+    seen_flushed_at = 0.0  # event-loop time of the last \Seen write started
+    read_ahead: ReadAhead | None = None  # the messages after the last one retrieved
+    seen_writer: asyncio.Task[None] | None = None  # storing \Seen flags in the background
 
     def drop(self) -> Maildrop:
         if self.maildrop is None:  # the state table lets these commands run only in TRANSACTION
@@ -66,18 +69,12 @@ class TransactionCommands(AuthorizationCommands):
         entry = self.drop().get(arg)
         data = await self.message_bytes(entry)
         await self.send(multiline(f"{len(data)} octets", data))
-        await self.mark_seen(entry)
+        self.mark_seen(entry)
 
     async def message_bytes(self, entry: Entry) -> bytes:
-        """A message's bytes; a miss reads it and the next ones not deleted (clients RETR in order)."""
-        cached = (self.read_ahead or {}).pop(entry.blob, None)
-        if cached is not None:
-            return cached
-        drop = self.drop()
-        following = [e.blob for e in drop.entries[entry.number :] if e.number not in drop.deleted]
-        digests = [entry.blob, *following[: READ_AHEAD_MESSAGES - 1]]
-        self.read_ahead = await aio.run(store.read_blobs, digests, READ_AHEAD_BYTES)
-        return self.read_ahead.pop(entry.blob)
+        if self.read_ahead is None:
+            self.read_ahead = ReadAhead(self.drop())
+        return await self.read_ahead.message(entry)
 
     async def cmd_TOP(self, command: Command) -> None:
         msg, lines = expect_args(command, 2, 2, "TOP msg n")
@@ -86,32 +83,41 @@ class TransactionCommands(AuthorizationCommands):
         data = await aio.run(store.read_blob, entry.blob)
         await self.send(multiline("top of message follows", top_of(data, count)))
 
-    async def mark_seen(self, entry: Entry) -> None:
-        """Retrieved messages become \\Seen for IMAP clients; batched, and stored while RETRs go on."""
+    def mark_seen(self, entry: Entry) -> None:
+        """Retrieved messages become \\Seen for IMAP clients: remembered here, stored in few writes."""
         if entry.seen:
             return
-        self.seen_pending = (*self.seen_pending, entry.uid)
-        if len(self.seen_pending) >= SEEN_BATCH and (self.seen_writer is None or self.seen_writer.done()):
-            uids, self.seen_pending = list(self.seen_pending), ()
+        now = asyncio.get_running_loop().time()
+        if self.seen_pending is None:
+            self.seen_pending, self.seen_flushed_at = [], now
+        self.seen_pending.append(entry.uid)
+        if now - self.seen_flushed_at >= SEEN_FLUSH_SECONDS and (self.seen_writer is None or self.seen_writer.done()):
+            self.seen_flushed_at = now
+            uids, self.seen_pending = self.seen_pending, []
             self.seen_writer = asyncio.create_task(self.store_seen(uids))
 
     async def store_seen(self, uids: list[int]) -> None:
+        """A background write; on failure the UIDs wait for the next one (the session's end at the latest)."""
+        try:
+            await self.write_seen(uids)
+        except Exception:  # RETR was answered already
+            log.warning("pop3[%s] %s could not mark messages \\Seen yet", self.id, self.peer, exc_info=True)
+            self.seen_pending = [*uids, *(self.seen_pending or [])]
+
+    async def write_seen(self, uids: list[int]) -> None:
         if self.maildrop is None:
             return
-        try:
-            await aio.run(store.store_flags, self.maildrop.ref, uids, ["\\Seen"], store.FLAG_ADD)
-        except Exception:  # kept for the next try (the session's end); RETR was answered already
-            log.warning("pop3[%s] %s could not mark messages \\Seen yet", self.id, self.peer, exc_info=True)
-            self.seen_pending = (*uids, *self.seen_pending)
+        for start in range(0, len(uids), SEEN_CHUNK):
+            chunk = uids[start : start + SEEN_CHUNK]
+            await aio.run(store.store_flags, self.maildrop.ref, chunk, ["\\Seen"], store.FLAG_ADD)
 
     async def flush_seen(self) -> None:
         """Store every pending \\Seen now (the session is ending)."""
         if self.seen_writer is not None:
             await self.seen_writer
             self.seen_writer = None
-        pending, self.seen_pending = list(self.seen_pending), ()
-        if pending and self.maildrop is not None:
-            await aio.run(store.store_flags, self.maildrop.ref, pending, ["\\Seen"], store.FLAG_ADD)
+        pending, self.seen_pending = self.seen_pending or [], None
+        await self.write_seen(pending)
 
     # RFC 1939 §5 DELE, RSET, NOOP ----------------------------------------------------------
 
@@ -171,6 +177,7 @@ class TransactionCommands(AuthorizationCommands):
             self.renewer.cancel()
             await asyncio.gather(self.renewer, return_exceptions=True)
             self.renewer = None
+        self.read_ahead = None
         if self.maildrop is None:
             return
         try:

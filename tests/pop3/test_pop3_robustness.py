@@ -175,6 +175,19 @@ def test_a_server_stop_after_dele_deletes_nothing(transactional_db, alice):
     assert len(inbox_uids(alice)) == 1
 
 
+def test_an_idle_session_is_logged_out_and_deletes_nothing(server, alice, monkeypatch):
+    monkeypatch.setattr("mailcore.pop3.session.IDLE_TIMEOUT", 0.5)  # RFC 1939 §3 wants 10 minutes; tests can't wait
+    deliver(message(1))
+    raw = logged_in_raw(server)
+    assert raw.command(b"DELE 1") == b"+OK message 1 deleted"
+    assert raw.line() == b"-ERR autologout, idle for too long"
+    assert raw.closed()
+    client = wait_for_login(server)
+    assert client.stat()[0] == 1
+    client.quit()
+    assert len(inbox_uids(alice)) == 1
+
+
 def wait_for_login(server):
     """Log in once the previous session's lock is gone (the server frees it right after the disconnect)."""
     import poplib

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import poplib
+import time
 
 import pytest
 
@@ -230,6 +231,20 @@ def test_retrieved_messages_are_seen_for_imap(server, two_messages, alice):
     assert "\\Seen" not in flags[first]
 
 
+def test_a_long_session_marks_retrieved_messages_seen_before_it_ends(server, two_messages, alice, monkeypatch):
+    monkeypatch.setattr("mailcore.pop3.transaction.SEEN_FLUSH_SECONDS", 0.0)  # "long" from the first RETR on
+    client = login(server)
+    client.retr(1)
+    first = inbox_uids(alice)[0]
+    folder = store.get_folder(alice.pk, "INBOX")
+    for _ in range(100):
+        if "\\Seen" in store.fetch(folder, [first])[0].flags:
+            break
+        time.sleep(0.05)
+    assert "\\Seen" in store.fetch(folder, [first])[0].flags  # stored while the session is still open
+    client.quit()
+
+
 def test_retrieved_messages_are_seen_even_when_the_client_drops(server, two_messages, alice):
     raw = RawClient(server.port)
     raw.line()
@@ -242,8 +257,6 @@ def test_retrieved_messages_are_seen_even_when_the_client_drops(server, two_mess
     for _ in range(100):
         if "\\Seen" in store.fetch(store.get_folder(alice.pk, "INBOX"), [first])[0].flags:
             break
-        import time
-
         time.sleep(0.05)
     assert "\\Seen" in store.fetch(store.get_folder(alice.pk, "INBOX"), [first])[0].flags
 
