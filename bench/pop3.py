@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.support import processes  # noqa: E402
 from tests.support.dovecot import Dovecot, DovecotError  # noqa: E402 - after the path is set
 from tests.support.net import free_port, wait_listening  # noqa: E402
 
@@ -180,12 +181,7 @@ def dovecot(plan: dict[str, int]) -> Dovecot:
     return server  # `with` starts it
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+stop = processes.stop
 
 
 def round_users(round_number: int, sessions: int) -> tuple[str, list[str]]:
