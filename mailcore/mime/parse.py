@@ -28,7 +28,6 @@ from mailcore.mime.headers import (
 # Nesting deeper than this is treated as an opaque text part (a named limit, not
 # an RFC number: real mail rarely nests past 10; hostile mail nests thousands).
 MAX_MIME_DEPTH = 50
-_LINE_ENDS = re.compile(rb"\r?\n")
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _TOKEN_PARAM = re.compile(r'\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*')
 
@@ -36,8 +35,13 @@ Part = dict[str, Any]
 
 
 def to_crlf(raw: bytes) -> bytes:
-    """Give every line a CRLF end (RFC 5322 §2.1); other bytes stay exactly as they were."""
-    return _LINE_ENDS.sub(b"\r\n", raw)
+    """Give every line a CRLF end (RFC 5322 §2.1); other bytes stay exactly as they were.
+
+    Each LF, with the one CR before it if there is one, becomes CRLF; a CR not
+    followed by LF stays. Two C-level replaces: several times faster than a regex
+    substitution per line on a typical message.
+    """
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 @dataclass

@@ -192,6 +192,17 @@ def extract_text(raw: bytes, structure: Part, limit: int = MAX_INDEX_TEXT_CHARS)
 
 
 def snippet(text: str, length: int = SNIPPET_CHARS) -> str:
-    """The first words of a body, on one line, without quoted lines."""
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
-    return _SPACES.sub(" ", " ".join(lines)).strip()[:length]
+    """The first words of a body, on one line, without quoted lines.
+
+    Reads only as much of `text` as it needs: a window of whole lines, widened
+    until it gives `length` characters or holds the whole text.
+    """
+    window = 4 * length
+    while True:
+        lines = text[:window].splitlines()
+        if window < len(text):
+            lines = lines[:-1]  # the window may have cut the last line short
+        found = _SPACES.sub(" ", " ".join(line for line in lines if not line.lstrip().startswith(">"))).strip()
+        if len(found) >= length or window >= len(text):
+            return found[:length]
+        window *= 4

@@ -1,8 +1,13 @@
 """The parser over the whole corpus, and exact structures for known messages."""
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailcore.mime import decode_transfer_encoding, parse_message, to_crlf
 from mailcore.mime.parse import part_filename
+from mailcore.mime.text import snippet
 from tests.conftest import CORPUS_DIR, corpus_files
 
 
@@ -107,3 +112,21 @@ def test_envelope_addresses_and_groups():
     assert parsed.envelope["sender"] == parsed.envelope["from"]
     assert parsed.subject == "café"
     assert parsed.message_id == "<id1@example.test>"
+
+
+# The fast forms of to_crlf and snippet against their definitions -----------------------------
+
+
+@given(st.binary(max_size=300) | st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"."]), max_size=60).map(b"".join))
+def test_to_crlf_turns_each_lf_and_its_cr_into_crlf_and_keeps_lone_crs(raw):
+    assert to_crlf(raw) == re.sub(rb"\r?\n", b"\r\n", raw)
+
+
+_LINES = st.lists(st.sampled_from(["", " ", "> quoted text", "  >x", "word", "two  words", "\t tab", "é ü",
+                                   "x" * 150, "a\u2028b", "c\x0cd", "line\r"]), max_size=40)
+
+
+@given(_LINES.map("\n".join), st.integers(min_value=1, max_value=300))
+def test_snippet_reads_a_window_but_gives_what_the_whole_text_gives(text, length):
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
+    assert snippet(text, length) == re.sub(r"\s+", " ", " ".join(lines)).strip()[:length]
