@@ -31,7 +31,7 @@ class BlobError(OSError):
     """A blob could not be written or read (disk full, unwritable, missing)."""
 
 
-_deferred = threading.local()  # .paths: files written in this thread whose fsync is deferred
+_deferred = threading.local()  # .paths: files written in this thread whose fsync is deferred; .dirs: directories
 
 
 @contextmanager
@@ -42,10 +42,12 @@ def deferred_sync() -> Iterator[None]:
     then one database transaction commits them all.
     """
     _deferred.paths = []
+    _deferred.dirs = []
     try:
         yield
     finally:
         _deferred.paths = None
+        _deferred.dirs = None
 
 
 def sync_deferred() -> None:
@@ -56,7 +58,8 @@ def sync_deferred() -> None:
     one has finished, or the first error is raised, when this returns.
     """
     paths: list[Path] = getattr(_deferred, "paths", None) or []
-    targets = [*paths, *dict.fromkeys(path.parent for path in paths)]
+    dirs: list[Path] = getattr(_deferred, "dirs", None) or []
+    targets = [*paths, *dict.fromkeys([*(path.parent for path in paths), *dirs])]
     if len(targets) <= 1:
         for target in targets:
             _fsync_path(target)
@@ -64,6 +67,7 @@ def sync_deferred() -> None:
         for future in [_sync_pool().submit(_fsync_path, target) for target in targets]:
             future.result()
     paths.clear()
+    dirs.clear()
 
 
 SYNC_THREADS = 16  # fsyncs of one batch in flight at once
@@ -121,7 +125,7 @@ def _put_file(path: Path, raw: bytes) -> None:
         # Refresh the age so that orphan collection cannot remove a blob a new row is about to use.
         os.utime(path)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    grown = _make_dirs(path.parent)
     deferred: list[Path] | None = getattr(_deferred, "paths", None)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -135,9 +139,27 @@ def _put_file(path: Path, raw: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     if deferred is None:
-        _fsync_dir(path.parent)
+        for directory in (path.parent, *grown):
+            _fsync_dir(directory)
     else:
         deferred.append(path)
+        _deferred.dirs.extend(grown)
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Create `directory` and any missing parents; return the directories that gained an entry.
+
+    Those must be fsynced too, or a power failure could lose a new fan-out
+    directory, and with it the blob renamed into it (POSIX makes only the fsynced
+    directory's own entries durable).
+    """
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)  # another thread may have made it meanwhile: its entry is synced as well
+    return [new.parent for new in missing]
 
 
 def _fsync_dir(directory: Path) -> None:

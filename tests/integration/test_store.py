@@ -2,6 +2,7 @@
 import asyncio
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -352,3 +353,21 @@ def test_relaxed_transaction_skips_the_disk_wait_for_itself_only(alice):
         store.store_flags(ref, [uid], ["\\Seen"], store.FLAG_ADD)
     assert _commit_setting() == before
     assert store.fetch(ref, [uid])[0].flags == ("\\Seen",)
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["alone", "group-commit"])
+def test_a_new_fan_out_directory_is_made_durable_with_the_blob(blob_dir, monkeypatch, deferred):
+    """A blob renamed into a directory just created: the file, its directory and every directory
+    that gained an entry are fsynced before the write counts as done (POSIX promises no more)."""
+    synced: list[Path] = []
+    monkeypatch.setattr(blobs, "_fsync_dir", lambda path: synced.append(Path(path)))
+    monkeypatch.setattr(blobs, "_fsync_path", lambda path: synced.append(Path(path)))
+    monkeypatch.setattr(blobs.os, "fsync", lambda fd: None)  # the file's own fsync (by descriptor)
+    if deferred:
+        with blobs.deferred_sync():
+            digest = blobs.put(b"a message\r\n")
+            blobs.sync_deferred()
+    else:
+        digest = blobs.put(b"a message\r\n")
+    leaf = blob_dir / digest[:2] / digest[2:4]  # both fan-out levels are new in an empty store
+    assert {leaf, leaf.parent, blob_dir} <= set(synced)
