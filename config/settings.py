@@ -257,6 +257,9 @@ MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE = env.int("MAIL_WEBMAIL_MAX_ATTACHMENT_SIZE", d
 MAIL_IMAP_MAX_LINE = env.int("MAIL_IMAP_MAX_LINE", default=65_536)  # bytes of one command line
 MAIL_IMAP_MAX_LITERAL = env.int("MAIL_IMAP_MAX_LITERAL", default=65_536)  # non-APPEND literals
 MAIL_IMAP_IDLE_TIMEOUT = env.int("MAIL_IMAP_IDLE_TIMEOUT", default=1800)  # RFC 9051 §5.4: at least 30 minutes
+# Seconds an IMAP or POP3 client may take to read what the server sent before it is disconnected
+# (a client that stops reading a large FETCH or RETR otherwise holds the message in memory for ever).
+MAIL_SEND_TIMEOUT = env.int("MAIL_SEND_TIMEOUT", default=300)
 MAIL_IMAP_COMMANDS_PER_SECOND = env.int("MAIL_IMAP_COMMANDS_PER_SECOND", default=500)
 MAIL_IMAP_POLL_SECONDS = env.float("MAIL_IMAP_POLL_SECONDS", default=1.0)  # IDLE re-reads folder state this often
 

@@ -167,6 +167,11 @@ class MailConf:
         return float(settings.MAIL_IMAP_IDLE_TIMEOUT)
 
     @property
+    def send_timeout(self) -> float:
+        """MAIL_SEND_TIMEOUT: how long a client may leave our replies unread (IMAP, POP3)."""
+        return float(settings.MAIL_SEND_TIMEOUT)
+
+    @property
     def imap_commands_per_second(self) -> int:
         return int(settings.MAIL_IMAP_COMMANDS_PER_SECOND)
 

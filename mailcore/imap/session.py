@@ -16,7 +16,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
-from mailcore import metrics, store
+from mailcore import metrics, store, streams
 from mailcore.auth import AuthenticatedUser
 from mailcore.conf import conf
 from mailcore.imap.errors import Bad, Bye, No, ProtocolError
@@ -147,7 +147,7 @@ class Session:
         if self.out:
             self.writer.write(b"".join(self.out))
             self.out.clear()
-        await self.writer.drain()
+        await streams.drain(self.writer)
 
     # The loop ---------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ class Session:
             self._check_literal(chunks[0], size, total, synchronising)
             if synchronising:
                 self.writer.write(b"+ Ready for literal data\r\n")  # RFC 9051 §7.5
-                await self.writer.drain()
+                await streams.drain(self.writer)
                 acknowledge_promptly(self.writer)
             chunks.append(await self.reader.readexactly(size))
             total += size

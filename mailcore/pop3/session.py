@@ -15,7 +15,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
-from mailcore import store
+from mailcore import store, streams
 from mailcore.pop3.errors import SYS_TEMP, Pop3Error
 from mailcore.pop3.maildrop import Maildrop
 from mailcore.pop3.parser import MAX_SASL_LINE, Command, parse_command
@@ -162,7 +162,7 @@ class SessionBase:
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
-        await self.writer.drain()
+        await streams.drain(self.writer)
 
     def pending_input(self) -> int:
         """Bytes the client sent that we have not read yet (for the STLS injection check)."""

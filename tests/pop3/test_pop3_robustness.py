@@ -1,6 +1,7 @@
 """Bad input, the state table, pipelining, the crash rule, IN-USE and UIDL stability, over real sockets."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -269,3 +270,26 @@ def test_uidl_values_survive_deletions_and_a_server_restart(transactional_db, al
     assert after[:2] == [before[b"1"], before[b"3"]]
     assert after[2] not in before.values()
     assert len(set(after)) == 3
+
+
+def test_a_client_that_stops_reading_a_large_retr_is_disconnected_and_loses_nothing(server, alice, settings):
+    """MAIL_SEND_TIMEOUT: the reply's bytes are not held for ever for a client that never reads them."""
+    settings.MAIL_SEND_TIMEOUT = 1
+    body = ("x" * 998 + "\r\n") * 12_000  # 12 MB: far more than the socket buffers on both sides hold
+    deliver(message(1, body))
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.settimeout(10)
+    sock.sendall(b"USER alice@example.test\r\nPASS alice-secret-pw\r\nRETR 1\r\n")
+    time.sleep(4)  # read nothing for longer than the timeout
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(1 << 20):
+            received += chunk
+    sock.close()
+    assert received.startswith(b"+OK POP3 server ready\r\n+OK send PASS\r\n+OK maildrop has 1 message")
+    assert 0 < len(received) < len(body)  # cut off: the server gave up on this client
+    client = wait_for_login(server)
+    assert client.stat()[0] == 1  # nothing deleted, the next session works
+    client.quit()
