@@ -3,14 +3,17 @@
 Each test starts its own redis-server on a free loopback port: the shared Redis
 at 127.0.0.1:6379 is never flushed. The test process never sends tasks itself
 (its wake-ups are switched off); a subprocess runs the real `sweep_queue` task
-against the throwaway broker, as Celery beat would every minute. A PostgreSQL
-restart is not possible on a shared server: the dropped-connection test
-terminates the worker's own backends with pg_terminate_backend instead.
+against the throwaway broker, as Celery beat would every minute. PostgreSQL:
+the dropped-connection test terminates the worker's own backends with
+pg_terminate_backend; where the suite may restart the server itself
+(MAIL_TEST_RESTART_POSTGRES=1, which `.ci/run` sets for its own machine's
+server), another test restarts it for real in the middle of a delivery.
 Bounded: a handful of messages (200 for FLUSHALL), every wait has a deadline.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import subprocess
@@ -24,7 +27,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, connections
 
 from mailcore.delivery import queue
 from mailcore.models import OutboundRecipient
@@ -241,3 +244,58 @@ def test_a_dropped_database_connection_mid_delivery_loses_nothing_and_sends_once
     finally:
         stop(worker)
     assert arrivals(remote) == Counter({"warm@remote.test": 1, "mid@remote.test": 1})
+
+
+def restartable_postgres() -> tuple[str, str] | None:
+    """(version, name) of the local PostgreSQL cluster the tests use, when they may restart it."""
+    if django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql") is False:
+        return None
+    if os.environ.get("MAIL_TEST_RESTART_POSTGRES") != "1" or shutil.which("pg_lsclusters") is None:
+        return None
+    port = str(django_settings.DATABASES["default"].get("PORT") or 5432)
+    listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, timeout=30).stdout
+    for line in listing.splitlines():
+        version, name, cluster_port, status, *_ = line.split()
+        if cluster_port == port and status == "online":
+            return version, name
+    return None
+
+
+def restart_postgres(cluster: tuple[str, str]) -> None:
+    """Restart the server (fast shutdown: every session is cut), wait until it answers again."""
+    version, name = cluster
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart", "-m", "fast"],
+                   check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = str(django_settings.DATABASES["default"].get("PORT") or 5432)
+    ready = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", port]
+    assert wait_for(lambda: subprocess.run(ready, timeout=10).returncode == 0, WAIT_SECONDS), "no PostgreSQL"
+    connections.close_all()  # this process's sessions died too: the next query opens a new one
+
+
+@pytest.mark.skipif(restartable_postgres() is None,
+                    reason="needs a local PostgreSQL the tests may restart (MAIL_TEST_RESTART_POSTGRES=1, .ci/run)")
+def test_a_postgresql_restart_mid_delivery_loses_nothing_and_sends_once(
+        remote, holding, settings, blob_dir, dns_server, broker, no_wake_ups):
+    cluster = restartable_postgres()
+    assert cluster is not None
+    env = env_for(settings, blob_dir, dns_server, remote, broker)
+    holding.held = True  # the first message goes through: the worker is warm, its connection open
+    warm = queue.enqueue(MESSAGE, "alice@example.test", ["warm@remote.test"])
+    worker = start_worker(env)
+    try:
+        assert sweep(env) == 1
+        assert wait_for(lambda: all_delivered([warm]), WAIT_SECONDS)
+        holding.held, holding.keep_held = False, True  # the next DATA waits while the database restarts
+        holding.release.clear()
+        mid = queue.enqueue(MESSAGE, "alice@example.test", ["mid@remote.test"])
+        assert sweep(env) == 1
+        assert holding.holding.wait(WAIT_SECONDS)
+        restart_postgres(cluster)
+        holding.release.set()  # the receiver's 250 comes after the restart cut the worker's connection
+        assert wait_for(lambda: all_delivered([mid]), WAIT_SECONDS)
+        after = queue.enqueue(MESSAGE, "alice@example.test", ["after@remote.test"])  # and the queue goes on
+        assert sweep(env) == 1
+        assert wait_for(lambda: all_delivered([after]), WAIT_SECONDS)
+    finally:
+        stop(worker)
+    assert arrivals(remote) == Counter({"warm@remote.test": 1, "mid@remote.test": 1, "after@remote.test": 1})
