@@ -160,26 +160,14 @@ def test_ssl_error_does_not_kill_server(imap_server, account):
 
 def test_a_client_that_stops_reading_a_large_fetch_is_disconnected(imap_server, account, settings):
     """MAIL_SEND_TIMEOUT: a FETCH nobody reads does not hold the connection and the bytes for ever."""
-    import contextlib
-    import socket
-    import time
-
     from mailcore import store
+    from tests.support.net import stalled_reader
 
     settings.MAIL_SEND_TIMEOUT = 1
     body = ("y" * 998 + "\r\n") * 12_000  # 12 MB, more than both sides' socket buffers
     store.deliver(f"From: a@example.org\r\nSubject: big\r\n\r\n{body}".encode(), ["alice@example.test"])
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", imap_server.port))
-    sock.settimeout(10)
-    sock.sendall(f"a LOGIN alice@example.test {PASSWORD}\r\nb SELECT INBOX\r\nc FETCH 1 BODY.PEEK[]\r\n".encode())
-    time.sleep(4)  # read nothing for longer than the timeout
-    received = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(1 << 20):
-            received += chunk
-    sock.close()
+    request = f"a LOGIN alice@example.test {PASSWORD}\r\nb SELECT INBOX\r\nc FETCH 1 BODY.PEEK[]\r\n".encode()
+    received = stalled_reader(imap_server.port, request, stall_seconds=4)  # longer than the timeout
     assert b"a OK" in received and b"* 1 FETCH (BODY[] {" in received
     assert len(received) < len(body)  # cut off: the server gave up on this client
     again = imaplib.IMAP4("127.0.0.1", imap_server.port)  # the server goes on

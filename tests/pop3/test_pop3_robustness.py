@@ -1,7 +1,6 @@
 """Bad input, the state table, pipelining, the crash rule, IN-USE and UIDL stability, over real sockets."""
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
 import time
@@ -11,6 +10,7 @@ import pytest
 from mailcore import store
 from mailcore.pop3.session import MAX_BAD_COMMANDS
 from tests.pop3.conftest import ALICE, RawClient, ServerThread, deliver, inbox_uids, login, message, pop
+from tests.support.net import stalled_reader
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -277,17 +277,8 @@ def test_a_client_that_stops_reading_a_large_retr_is_disconnected_and_loses_noth
     settings.MAIL_SEND_TIMEOUT = 1
     body = ("x" * 998 + "\r\n") * 12_000  # 12 MB: far more than the socket buffers on both sides hold
     deliver(message(1, body))
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    sock.settimeout(10)
-    sock.sendall(b"USER alice@example.test\r\nPASS alice-secret-pw\r\nRETR 1\r\n")
-    time.sleep(4)  # read nothing for longer than the timeout
-    received = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(1 << 20):
-            received += chunk
-    sock.close()
+    request = b"USER alice@example.test\r\nPASS alice-secret-pw\r\nRETR 1\r\n"
+    received = stalled_reader(server.port, request, stall_seconds=4)  # longer than the timeout
     assert received.startswith(b"+OK POP3 server ready\r\n+OK send PASS\r\n+OK maildrop has 1 message")
     assert 0 < len(received) < len(body)  # cut off: the server gave up on this client
     client = wait_for_login(server)

@@ -29,3 +29,27 @@ def wait_listening(port: int, process: subprocess.Popen[bytes] | None = None, ti
         except OSError:
             time.sleep(0.05)
     raise NotListening(f"nothing listened on port {port} within {timeout:.0f} s")
+
+
+def stalled_reader(port: int, request: bytes, stall_seconds: float) -> bytes:
+    """Send `request` with a tiny receive buffer, read nothing for `stall_seconds`, then everything left.
+
+    What a client that stops reading a large reply sees: the bytes the server
+    managed to send before it gave up (the connection then ends, or is reset).
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect(("127.0.0.1", port))
+        sock.settimeout(10)
+        sock.sendall(request)
+        time.sleep(stall_seconds)
+        received = b""
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        return received
+    finally:
+        sock.close()
