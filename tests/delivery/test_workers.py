@@ -19,18 +19,10 @@ from mailcore.models import OutboundRecipient
 from tests.support import celery_worker
 from tests.support.dnsserver import DNSServer
 from tests.support.smtpreceiver import SMTPReceiver
+from tests.support.waiting import wait_for
 
 MESSAGE = b"From: alice@example.test\r\nSubject: load\r\n\r\nbody\r\n"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def in_thread(fn, *args):

@@ -23,15 +23,6 @@ def logged_in_raw(server) -> RawClient:
     return raw
 
 
-def wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 # Malformed input ------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from mailcore import store
 from mailcore.models import OutboundMessage, OutboundRecipient
+from tests.support.waiting import wait_for
 from webmail import outbox
 from webmail.models import PendingSend
 
@@ -187,17 +188,6 @@ def test_without_a_broker_hold_schedules_no_task(settings, alice_client, alice, 
     monkeypatch.setattr(tasks.release_held_mail, "apply_async", lambda *a, **k: sent.append((a, k)))
     send(alice_client, to="bob@example.test", bcc="")
     assert PendingSend.objects.count() == 1 and sent == []  # runmail's outbox job will release it
-
-
-def wait_for(predicate, seconds: float = 60.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.mark.slow
