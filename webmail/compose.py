@@ -59,32 +59,42 @@ def refuse_line_breaks(**fields: str) -> None:
 
 def parse_recipients(text: str) -> list[str]:
     """The addresses of a To/Cc/Bcc field, each checked by mailcore.address."""
+    return [address for _name, address in named_recipients(text)]
+
+
+def named_recipients(text: str) -> list[tuple[str, str]]:
+    """(display name, checked address) of each entry of a To/Cc/Bcc field, names kept as typed."""
     found = []
-    for _name, address in getaddresses([text]):
+    for name, address in getaddresses([text]):
         if not address.strip():
             continue
         try:
-            found.append(str(parse_address(address.strip())))
+            found.append((name.strip(), str(parse_address(address.strip()))))
         except AddressError as err:
             raise ComposeError(f"{address}: {err}") from err
     return found
+
+
+def address_list(entries: list[tuple[str, str]]) -> str:
+    """An RFC 5322 §3.4 address-list for a header, display names kept (encoded words when not ASCII)."""
+    return ", ".join(formataddr(entry) for entry in entries)
 
 
 def build(draft: Draft, include_bcc: bool = False) -> tuple[bytes, list[str]]:
     """The RFC 5322 message (bytes) and its envelope recipients (To, Cc and Bcc)."""
     refuse_line_breaks(to=draft.to, cc=draft.cc, bcc=draft.bcc, subject=draft.subject, sender=draft.sender,
                        display_name=draft.display_name, in_reply_to=draft.in_reply_to, references=draft.references)
-    to, cc, bcc = parse_recipients(draft.to), parse_recipients(draft.cc), parse_recipients(draft.bcc)
+    to, cc, bcc = named_recipients(draft.to), named_recipients(draft.cc), named_recipients(draft.bcc)
     if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
         raise ComposeError(f"at most {MAX_RECIPIENTS} recipients")
     message = EmailMessage(policy=SMTP)
     message["From"] = formataddr((draft.display_name, draft.sender))
     if to:
-        message["To"] = ", ".join(to)
+        message["To"] = address_list(to)
     if cc:
-        message["Cc"] = ", ".join(cc)
+        message["Cc"] = address_list(cc)
     if bcc and include_bcc:  # kept in drafts only, never sent (RFC 5322 §3.6.3)
-        message["Bcc"] = ", ".join(bcc)
+        message["Bcc"] = address_list(bcc)
     message["Subject"] = draft.subject[:MAX_SUBJECT_CHARS]
     message["Date"] = format_datetime(timezone.now())
     message["Message-ID"] = make_msgid(domain=draft.sender.rpartition("@")[2] or conf.hostname)
@@ -100,7 +110,7 @@ def build(draft: Draft, include_bcc: bool = False) -> tuple[bytes, list[str]]:
         maintype, _, subtype = (upload.content_type or "application/octet-stream").partition("/")
         message.add_attachment(upload.data, maintype=maintype or "application",
                                subtype=subtype or "octet-stream", filename=upload.filename)
-    return message.as_bytes(), to + cc + bcc
+    return message.as_bytes(), [address for _name, address in to + cc + bcc]
 
 
 def reply_subject(subject: str, prefix: str) -> str:

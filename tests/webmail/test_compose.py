@@ -181,7 +181,7 @@ def test_autocomplete_offers_past_correspondents(alice_client, alice, bob, inbox
     send(alice_client, to="Dan <dan@remote.test>", subject="s", text="t")
     page = alice_client.get("/compose/").content.decode()
     datalist = page[page.index('<datalist id="correspondents">'):page.index("</datalist>")]
-    assert "<option value=\"dan@remote.test\">" in datalist
+    assert '<option value="Dan &lt;dan@remote.test&gt;">' in datalist  # the name typed when writing to Dan
     assert '<option value="Carol &lt;carol@remote.test&gt;">' in datalist
     assert "bob@example.test" not in datalist
 
@@ -193,3 +193,14 @@ def test_upload_by_script_gets_the_redirect_as_json_and_the_notice_waits(alice_c
                                                "attachments": [upload]}, HTTP_X_WEBMAIL_UPLOAD="1")
     assert response.status_code == 200 and response.json() == {"location": "/"}
     assert "Message sent." in alice_client.get("/", follow=True).content.decode()
+
+
+def test_display_names_typed_in_to_and_cc_are_kept_in_the_sent_headers(alice_client, alice, bob):
+    send(alice_client, to="Bob Builder <bob@example.test>", cc='"Lâm, Đặng" <zed@remote.test>, carl@remote.test',
+         subject="names", text="x")
+    raw = store.read_message(store.get_folder(bob.pk, store.INBOX), store.uids(store.get_folder(bob.pk, store.INBOX))[0])
+    parsed = mime.parse_message(raw)
+    assert parsed.envelope["to"] == [["Bob Builder", None, "bob", "example.test"]]
+    assert parsed.envelope["cc"] == [["Lâm, Đặng", None, "zed", "remote.test"], [None, None, "carl", "remote.test"]]
+    queued = sorted(OutboundRecipient.objects.values_list("address", flat=True))
+    assert queued == ["carl@remote.test", "zed@remote.test"]  # the envelope holds addresses only

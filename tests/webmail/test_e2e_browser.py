@@ -283,7 +283,8 @@ def test_address_autocomplete_per_address_and_rich_draft_reopened_in_chromium(al
     page.wait_for_selector("#rich-editor:not([hidden]) b")
     assert page.is_checked("#rich-toggle") and page.locator("#text").is_hidden()
     assert page.locator("#rich-editor b").inner_text() == "Bold plans"
-    assert page.input_value("#to") == "bob@example.test, carol@remote.test"  # drafts keep the addresses
+    # Drafts keep the addresses and the display names (the suggestion put in "Carol <carol@...>").
+    assert page.input_value("#to") == "bob@example.test, Carol <carol@remote.test>"
     shot(page, "08-rich-draft-reopened")
     page.click("#send")
     page.wait_for_selector("text=Message sent.")
