@@ -17,7 +17,6 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from mailcore import dashboard, directory, dnssetup, imapimport, importjobs
-from mailcore.conf import conf
 from mailcore.delivery import dkim
 from mailcore.delivery import operator as delivery_operator
 from mailcore.models import (
@@ -373,7 +372,7 @@ def _path_problem(text: str, kind: str) -> str:
         return "Give an absolute path on the server."
     if not path.exists():
         return f"{path} does not exist on the server."
-    if not _inside_import_dirs(path):
+    if not importjobs.inside_import_dirs(path):
         return f"{path} is outside the directories imports may read (MAIL_IMPORT_DIRS)."
     is_maildir = (path / "cur").is_dir() or (path / "new").is_dir()
     if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
@@ -383,12 +382,6 @@ def _path_problem(text: str, kind: str) -> str:
     if kind == ImportJob.MBOX and is_maildir:
         return f"{path} is a Maildir: choose Maildir."
     return ""
-
-
-def _inside_import_dirs(path: Path) -> bool:
-    """Whether `path`, with every symlink followed, lies in one of MAIL_IMPORT_DIRS."""
-    real = path.resolve()
-    return any(real == root or real.is_relative_to(root) for root in conf.import_dirs)
 
 
 def import_mail_for(

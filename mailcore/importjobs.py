@@ -151,9 +151,17 @@ def _run(job: ImportJob, writer: ProgressWriter) -> None:
         imapimport.import_account(job.account_id, source, progress, imap_summary)
         return
     path = Path(job.path)
+    if not inside_import_dirs(path):  # checked by the form too; settings may have changed since
+        raise mailboxio.TransferError(f"{path} is outside the directories imports may read (MAIL_IMPORT_DIRS)")
     writer.found(mailboxio.count_source(path))
     summary = writer.counts = mailboxio.Summary()
     mailboxio.import_messages(job.account_id, mailboxio.read_source(path), writer.handled, summary)
+
+
+def inside_import_dirs(path: Path) -> bool:
+    """Whether `path`, with every symlink followed, lies in one of MAIL_IMPORT_DIRS (where admin imports read)."""
+    real = path.resolve()
+    return any(real == root or real.is_relative_to(root) for root in conf.import_dirs)
 
 
 def _end(writer: ProgressWriter, state: str, error: str) -> str:

@@ -242,6 +242,17 @@ def test_crashing_job_ends_failed_with_the_error_and_what_it_did_not_import(admi
     assert gone.error == f"{exported / 'vanished.mbox'} is neither an mbox file nor a Maildir"
 
 
+def test_a_job_outside_the_import_directories_fails_without_reading(copy, settings, tmp_path):
+    """MAIL_IMPORT_DIRS is checked again when the job runs (the settings may have changed since the form)."""
+    (tmp_path / "old.mbox").write_bytes(b"From a Mon Jan  1 00:00:00 2024\nSubject: a\n\nbody\n")
+    job = new_job(copy, kind="mbox", path=str(tmp_path / "old.mbox"))
+    settings.MAIL_IMPORT_DIRS = [tmp_path / "elsewhere"]
+    assert importjobs.run_job(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.error == f"{tmp_path / 'old.mbox'} is outside the directories imports may read (MAIL_IMPORT_DIRS)"
+    assert (job.total, job.imported) == (0, 0)
+
+
 def test_retry_requeues_failed_and_stalled_jobs_only(admin_client, exported, copy):
     failed = ImportJob.objects.create(account=copy, kind="maildir", path=str(exported / "maildir"), state="failed",
                                       error="mailbox is over quota")
@@ -315,7 +326,7 @@ def _states(ids: list[int]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_runmail_process_runs_a_job_the_admin_process_queued(exported, alice, copy, blob_dir):
-    env = celery_worker.worker_environment(blob_dir, "unused")
+    env = celery_worker.worker_environment(blob_dir, "unused", MAIL_IMPORT_DIRS=str(exported))
     for name in ("REDIS_URL", "CELERY_BROKER_URL"):
         env.pop(name, None)
     for name in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S"):
@@ -391,7 +402,7 @@ def test_imap_job_that_cannot_verify_the_certificate_fails_with_the_reason(ours,
 @pytest.mark.skipif(not django_settings.CELERY_BROKER_URL, reason="needs CELERY_BROKER_URL (CI sets Redis)")
 @pytest.mark.django_db(transaction=True)
 def test_a_real_celery_worker_runs_an_import_job_to_done(exported, alice, copy, blob_dir, private_celery_queue):
-    with celery_worker.celery_worker(blob_dir):  # on private_celery_queue, this module's default queue
+    with celery_worker.celery_worker(blob_dir, MAIL_IMPORT_DIRS=str(exported)):  # on private_celery_queue, this module's default queue
         job = new_job(copy, kind="maildir", path=str(exported / "maildir"))  # committed: the task is sent now
         assert _wait_until_finished(job.pk) == "done"
         job.refresh_from_db()
