@@ -20,6 +20,10 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010FFFF]"
 _DOT_STRING = re.compile(rf"{_ATEXT}+(\.{_ATEXT}+)*")
 _QUOTED_STRING = re.compile(r'"([\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010FFFF]|\\[\x20-\x7e])*"')
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# The same in ASCII only (RFC 5322 §3.2.3): what the fast paths for the usual SMTP paths and
+# header addresses read without a full parser, leaving everything else to it.
+ASCII_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+ASCII_DOT_ATOM = rf"{ASCII_ATEXT}+(?:\.{ASCII_ATEXT}+)*"
 
 
 class AddressError(ValueError):

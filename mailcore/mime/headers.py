@@ -5,8 +5,20 @@ import re
 from email.header import decode_header, make_header
 from email.policy import default as default_policy
 
+from mailcore.address import ASCII_ATEXT, ASCII_DOT_ATOM
+
 CRLF = b"\r\n"
 _FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 §3.6.8 ftext
+
+# The common shapes of an address list, read without the stdlib's full parser: `local@domain`,
+# `<local@domain>`, `Some Name <local@domain>` and `"Some, Name" <local@domain>`, comma-separated,
+# all ASCII dot-atoms (RFC 5322 §3.2.3, §3.4). Anything else (comments, groups, encoded words, quoted local parts,
+# obsolete syntax, UTF-8) goes to the full parser; tests check both give the same result.
+_SIMPLE_MAILBOX = re.compile(
+    rf"[ \t]*(?:({ASCII_DOT_ATOM})@({ASCII_DOT_ATOM})"
+    rf'|(?:({ASCII_ATEXT}+(?: {ASCII_ATEXT}+)*)|"([ !#-\[\]-~]*)")?'  # display name: atoms or quoted
+    rf"[ \t]*<({ASCII_DOT_ATOM})@({ASCII_DOT_ATOM})>)[ \t]*(,|\Z)"
+)
 
 
 def bytes_to_text(value: bytes) -> str:
@@ -74,6 +86,9 @@ def address_groups(value: str | None) -> list[tuple[str | None, list[tuple[str, 
     """
     if not value:
         return []
+    simple = _simple_address_list(value)
+    if simple is not None:
+        return [(None, [member]) for member in simple]
     try:
         header = default_policy.header_factory("to", value)
         groups = header.groups
@@ -84,6 +99,27 @@ def address_groups(value: str | None) -> list[tuple[str | None, list[tuple[str, 
         members = [(a.display_name or "", a.username or "", a.domain or "") for a in group.addresses]
         result.append((group.display_name, members))
     return result
+
+
+def _simple_address_list(value: str) -> list[tuple[str, str, str]] | None:
+    """(name, local, domain) of each address when the list has only the common shapes, else None."""
+    if "=?" in value:  # encoded words (RFC 2047) need the full parser
+        return None
+    members: list[tuple[str, str, str]] = []
+    position, end = 0, len(value)
+    while position < end:
+        match = _SIMPLE_MAILBOX.match(value, position)
+        if match is None:
+            return None
+        bare_local, bare_domain, atoms, quoted, local, domain, comma = match.groups()
+        if bare_local is not None:
+            members.append(("", bare_local, bare_domain))
+        else:
+            members.append((atoms or quoted or "", local, domain))
+        position = match.end()
+        if comma and position >= end:
+            return None  # a trailing comma: let the full parser decide
+    return members or None
 
 
 def raw_fields(block: bytes) -> list[tuple[str, bytes]]:

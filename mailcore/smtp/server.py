@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Session, TLSSetupException
 
 from mailcore import logs, metrics
+from mailcore.address import ASCII_DOT_ATOM
 from mailcore.auth import AuthenticatedUser
 from mailcore.conf import conf
 from mailcore.smtp.replies import SMTPError, is_bad_command, with_enhanced_code
@@ -41,6 +43,11 @@ BARE_LINE_END = (
     "550 5.5.2 Message refused: bare CR or LF in message data (RFC 5321 §2.3.8 requires CRLF); closing"
 )
 TOO_MUCH_DATA = "552 5.3.4 Message exceeds the maximum size of {limit} octets"
+
+# The usual MAIL/RCPT path, `<local@domain>` with ASCII dot-atoms (RFC 5321 §4.1.2), read without
+# the full RFC 5322 parser; what follows `>` is returned as aiosmtpd's parser returns it (blanks
+# dropped; a comment goes to the full parser).
+_SIMPLE_PATH = re.compile(rf"[ \t]*<({ASCII_DOT_ATOM})@({ASCII_DOT_ATOM})>[ \t]*((?![ \t(]).*)\Z", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ class SMTPServer(SMTP):
         self.bad_commands = 0
         self._last_code = 0
         self._raw_replies = False  # greeting and EHLO/HELO lines carry no enhanced code (RFC 2034 §3)
+        self._idle_deadline = 0.0
 
     # Connection --------------------------------------------------------------------
 
@@ -130,6 +138,25 @@ class SMTPServer(SMTP):
             return ipaddress.ip_address(session.ip).is_loopback
         except ValueError:
             return False
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Push the idle deadline back. One timer per session, re-armed only when it fires early.
+
+        aiosmtpd cancels and re-creates a timer per call; we call this per DATA line.
+        """
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        timer = self._timeout_handle
+        if timer is None or timer.cancelled() or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_timer_fired)
+
+    def _idle_timer_fired(self) -> None:
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_timer_fired)
+        else:
+            self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         # RFC 5321 §4.5.3.2.7 and §3.8: a server closing for a timeout should say 421 first.
@@ -302,7 +329,16 @@ class SMTPServer(SMTP):
         # RFC 5321 §4.1.1.3 / Appendix C: source routes are obsolete; we refuse rather than strip them.
         if arg.lstrip().startswith("<@"):
             raise SMTPError("553 5.7.1 Source routes are not accepted")
-        return super()._getaddr(arg)
+        simple = _SIMPLE_PATH.match(arg)
+        if simple is None:  # anything but <dot-atom@dot-atom>: aiosmtpd's full parser
+            try:
+                return super()._getaddr(arg)
+            except (IndexError, ValueError):  # the stdlib parser fails so on some input, e.g. a lone "<"
+                return None, None  # aiosmtpd answers 501 syntax error
+        local, domain, rest = simple.groups()
+        if self.local_part_limit and len(local) > self.local_part_limit:
+            return None, None
+        return f"{local}@{domain}", rest
 
     async def smtp_DATA(self, arg: str) -> None:
         # RFC 5321 §4.1.1.4
@@ -365,7 +401,10 @@ class SMTPServer(SMTP):
                 break
             in_fragment = False
             size += len(line)
-            problem = problem or self._data_line_problem(line, size, limit)
+            # The usual line (short, one CR and one LF: its own CRLF) skips the full check.
+            if (len(line) > MAX_LINE_OCTETS or line.count(b"\r") != 1 or line.count(b"\n") != 1
+                    or (limit and size > limit)):
+                problem = problem or self._data_line_problem(line, size, limit)
             if problem is not None:
                 lines.clear()
                 continue

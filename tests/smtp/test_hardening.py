@@ -118,3 +118,13 @@ def test_idle_session_gets_421_and_is_closed(servers, raw_client):
 def test_unknown_verb_is_echoed_safely(mx_port, raw_client):
     client = raw_client(mx_port)
     assert client.command("X\x7fY") == '500 5.5.1 Command "X?Y" not recognized'
+
+
+@pytest.mark.parametrize("command", [b"MAIL FROM:<", b"MAIL FROM:< ", b"MAIL FROM: <"])
+def test_a_broken_path_is_a_malformed_address_not_a_server_error(mx_port, raw_client, command):
+    # The stdlib address parser raises IndexError on a lone "<"; that is a malformed address (RFC 3463 X.1.3), not 451.
+    client = raw_client(mx_port)
+    client.command("EHLO client.remote.test")
+    client.send(command + b"\r\n")
+    assert client.reply() == "553 5.1.3 Error: malformed address"
+    assert client.command("MAIL FROM:<carol@remote.test>") == "250 2.1.0 Sender OK"

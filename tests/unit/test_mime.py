@@ -130,3 +130,62 @@ _LINES = st.lists(st.sampled_from(["", " ", "> quoted text", "  >x", "word", "tw
 def test_snippet_reads_a_window_but_gives_what_the_whole_text_gives(text, length):
     lines = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
     assert snippet(text, length) == re.sub(r"\s+", " ", " ".join(lines)).strip()[:length]
+
+
+ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
+ADDRESS_SAMPLES = [
+    "alice@example.test", "Alice <alice@example.test>", '"Smith, Alice" <alice@example.test>',
+    "a@b.test, Bob Two <bob@b.test>,c@c.test", 'Alice<a@b.test>', ' "" <a@b.test> ', "a.b+c@d-e.test",
+    "J. Smith <j@b.test>", "a@b.test (comment)", "team: a@b.test, c@d.test;", "=?utf-8?q?Al=C3=AFce?= <a@b.test>",
+    '"quoted local"@b.test', "a@b.test,", ",a@b.test", "a@@b.test", "<a@b.test>", "Ünïcode <a@b.test>",
+    '"a\\"b" <a@b.test>', "a@[127.0.0.1]", "Two  Spaces <a@b.test>", "tab\tname <a@b.test>", "a..b@c.test",
+    '"Ünï" <a@b.test>', "a@b.test  ,  c@d.test", "Name <a@b.test> trailing", "@b.test", "a@", "",
+]
+
+
+def _full_parser_groups(value):
+    from email.policy import default as policy
+
+    header = policy.header_factory("to", value)
+    return [(g.display_name, [(a.display_name or "", a.username or "", a.domain or "") for a in g.addresses])
+            for g in header.groups]
+
+
+def _corpus_address_values():
+    from mailcore.mime.headers import parse_fields, split_header
+
+    for path in corpus_files():
+        raw = to_crlf(path.read_bytes())
+        end, _ = split_header(raw)
+        for name, value in parse_fields(raw[:end]):
+            if name in ADDRESS_FIELDS:
+                yield value
+
+
+@pytest.mark.parametrize("value", ADDRESS_SAMPLES)
+def test_address_fast_path_agrees_with_the_full_parser(value):
+    from mailcore.mime.headers import _simple_address_list, address_groups
+
+    if _simple_address_list(value) is not None:
+        assert address_groups(value) == _full_parser_groups(value)
+
+
+def test_address_fast_path_agrees_over_the_corpus_and_takes_the_common_shapes():
+    from mailcore.mime.headers import _simple_address_list, address_groups
+
+    values = list(_corpus_address_values())
+    fast = [v for v in values if _simple_address_list(v) is not None]
+    assert len(fast) > len(values) // 2  # the fast path serves most real headers
+    for value in fast:
+        assert address_groups(value) == _full_parser_groups(value), value
+    # and these shapes are read by the fast path
+    for value in ("alice@example.test", "Alice <alice@example.test>", '"Smith, Alice" <a@b.test>, c@d.test'):
+        assert _simple_address_list(value) is not None
+
+
+@given(st.text(alphabet='ab .,<>@"\\()=?:;\t', max_size=30))
+def test_address_fast_path_agrees_on_any_text(value):
+    from mailcore.mime.headers import _simple_address_list, address_groups
+
+    if _simple_address_list(value) is not None:
+        assert address_groups(value) == _full_parser_groups(value)
