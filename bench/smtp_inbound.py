@@ -50,6 +50,7 @@ def serve_ours(sessions: int) -> None:
     from django.core.management import call_command
 
     from mailcore.directory import create_account, create_domain
+    from mailcore.runner import freeze_startup_objects
     from mailcore.smtp.listeners import serve
     from mailcore.tls import server_context
 
@@ -60,6 +61,7 @@ def serve_ours(sessions: int) -> None:
 
     async def main() -> None:
         server = await serve("mx", "127.0.0.1", 0, server_context(), False)
+        freeze_startup_objects()  # as runmail does
         print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.Event().wait()
 

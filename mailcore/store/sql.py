@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Field
+from django.db.models import BooleanField, CharField, Field, ForeignKey, IntegerField, TextField
 from django.db.models.expressions import Col
 
 from mailcore.models import Account, Mailbox, Message
@@ -87,20 +87,35 @@ def _concrete(field: object) -> Field[Any, Any]:
     return field
 
 
+# Fields whose ORM conversion gives back a plain int, bool or str (or None) unchanged, on every backend.
+_PLAIN_FIELDS = (IntegerField, BooleanField, CharField, TextField, ForeignKey)
+_PLAIN_VALUES = (int, bool, str, type(None))
+
+
 @functools.cache
-def _insert_plan(vendor: str) -> tuple[list[Field[Any, Any]], str]:
-    """The fields of `_INSERT_FIELDS` and the INSERT statement for them, built once per database vendor."""
+def _insert_plan(vendor: str) -> tuple[list[tuple[Field[Any, Any], bool]], str]:
+    """Each field of `_INSERT_FIELDS` (with whether it is plain) and the INSERT statement, once per vendor."""
     fields = [_concrete(Message._meta.get_field(name)) for name in _INSERT_FIELDS]
     columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
     marks = ", ".join(["%s"] * len(fields))
-    return fields, f"INSERT INTO {_table(Message)} ({columns}) VALUES ({marks}) RETURNING id"
+    plan = [(field, isinstance(field, _PLAIN_FIELDS)) for field in fields]
+    return plan, f"INSERT INTO {_table(Message)} ({columns}) VALUES ({marks}) RETURNING id"
+
+
+def insert_params(values: dict[str, Any]) -> list[Any]:
+    """The INSERT's parameters: the ORM's own conversion, skipped where it would return the value as it is."""
+    plan, _ = _insert_plan(connection.vendor)
+    return [
+        value if plain and type(value) in _PLAIN_VALUES else field.get_db_prep_save(value, connection)
+        for name, (field, plain) in zip(_INSERT_FIELDS, plan, strict=True)
+        for value in (values[name],)
+    ]
 
 
 def insert_message(values: dict[str, Any]) -> int:
     """INSERT one message row (every field of `_INSERT_FIELDS`) and return its id."""
-    fields, statement = _insert_plan(connection.vendor)
-    pairs = zip(_INSERT_FIELDS, fields, strict=True)
-    params = [field.get_db_prep_save(values[name], connection) for name, field in pairs]
+    _, statement = _insert_plan(connection.vendor)
+    params = insert_params(values)
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()

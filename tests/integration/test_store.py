@@ -371,3 +371,21 @@ def test_a_new_fan_out_directory_is_made_durable_with_the_blob(blob_dir, monkeyp
         digest = blobs.put(b"a message\r\n")
     leaf = blob_dir / digest[:2] / digest[2:4]  # both fan-out levels are new in an empty store
     assert {leaf, leaf.parent, blob_dir} <= set(synced)
+
+
+@pytest.mark.django_db
+def test_insert_parameters_are_what_the_orm_would_send():
+    """The INSERT skips the ORM's conversion only where it is the identity; the result is the same."""
+    import datetime as dt
+
+    from mailcore.store import sql
+
+    values = {
+        "mailbox_id": 7, "uid": 42, "modseq": 9, "seen": True, "answered": False, "flagged": False, "deleted": False,
+        "draft": False, "keywords": ["$Label1"], "internal_date": dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC),
+        "size": 4096, "blob": "ab" * 32, "envelope": {"subject": "Grüße", "from": [["A", None, "a", "b.test"]]},
+        "bodystructure": {"type": "text"}, "subject": "Grüße", "sender": "A <a@b.test>",
+        "sent_date": None, "message_id": "<1@b.test>", "thread_id": None, "has_attachments": False,
+    }
+    fields = [Message._meta.get_field(name) for name in sql._INSERT_FIELDS]
+    assert sql.insert_params(values) == [f.get_db_prep_save(values[f.attname], connection) for f in fields]
