@@ -247,6 +247,8 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 # --- SMTP (issue 3): MX and submission policy ---
 MAIL_POSTMASTER = env("MAIL_POSTMASTER", default="")
 MAIL_DMARC_REJECT = env.bool("MAIL_DMARC_REJECT", default=True)
+# Rewrite the sender of mail aliases forward outside our domains (SRS, mailcore/srs.py).
+MAIL_SRS = env.bool("MAIL_SRS", default=True)
 
 # --- Webmail (issue 7): languages, limits (cookie and frame settings are with HTTPS above) ---
 LANGUAGES = [("en", "English"), ("vi", "Tiếng Việt")]

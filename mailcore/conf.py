@@ -152,6 +152,11 @@ class MailConf:
         """Refuse (550 5.7.1) mail failing DMARC when the domain's policy is p=reject (RFC 7489 §6.3)."""
         return bool(settings.MAIL_DMARC_REJECT)
 
+    @property
+    def srs(self) -> bool:
+        """Rewrite the sender of mail aliases forward to other domains (mailcore/srs.py, RFC 7208 §10.1.3)."""
+        return bool(settings.MAIL_SRS)
+
     # IMAP (mailcore/imap) ------------------------------------------------------------
 
     @property

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 
+from mailcore import srs
 from mailcore.address import Address, AddressError, normalize_domain, parse_address, split_catch_all
 from mailcore.models import Account, Alias, AliasTarget, Domain
 
@@ -122,6 +123,11 @@ def _expand(address: Address, route: Route, depth: int, seen: set[str]) -> None:
             if account_id not in route.accounts:
                 route.accounts.append(account_id)
             return
+    if srs.is_srs(address):  # a bounce to a sender our forwarding rewrote; a forged one is unknown
+        original = srs.reverse(address)
+        if original is not None:
+            _expand_target(original, route, depth, seen)
+        return
     catch_all = _alias_targets(f"@{address.domain}")
     for target in catch_all or []:
         _expand_target(target, route, depth, seen)

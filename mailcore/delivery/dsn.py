@@ -97,11 +97,13 @@ def notify_sender(message: OutboundMessage, rows: Sequence[OutboundRecipient], a
     except AddressError:
         log.warning("outbound #%s: sender <%s> is malformed; DSN dropped", message.pk, message.sender)
         return
+    from mailcore.delivery.queue import enqueue
+
     if is_hosted(domain):
         report = store.deliver(dsn, [message.sender])
         if not report.all_delivered:
             log.warning("outbound #%s: DSN to <%s> not stored: %s", message.pk, message.sender, report)
+        if report.remote:  # the sender is an alias that forwards, or an SRS address of ours
+            enqueue(dsn, "", report.remote)
         return
-    from mailcore.delivery.queue import enqueue
-
     enqueue(dsn, "", [message.sender])

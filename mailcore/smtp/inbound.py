@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from django.db import transaction
 
-from mailcore import store
+from mailcore import srs, store
+from mailcore.address import parse_address
 from mailcore.conf import conf
 from mailcore.delivery.queue import enqueue
 from mailcore.mime import to_crlf
@@ -40,9 +41,13 @@ def deliver_inbound(
         report = store.deliver(headers.return_path(mail_from) + data, [delivery_address(r) for r in recipients])
         if report.over_quota:
             raise store.OverQuota(f"{report.over_quota[0]}: mailbox full")
-        if report.remote:
-            # An alias forwards outside our domains. TODO(RFC 7208 §10.1.3): SRS-rewrite the sender.
-            enqueue(data, mail_from, report.remote, None)
+        if report.remote:  # an alias forwards outside our domains, or a bounce comes back through SRS
+            enqueue(data, srs.forward_sender(mail_from, _forwarding_domain(recipients)), report.remote, None)
     if report.unknown:
         log.warning("recipients vanished between RCPT and DATA: %s", ", ".join(report.unknown))
     return report
+
+
+def _forwarding_domain(recipients: Sequence[str]) -> str:
+    """The hosted domain forwarded mail is sent from (for SRS): the first recipient's."""
+    return parse_address(delivery_address(recipients[0])).domain
