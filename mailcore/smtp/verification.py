@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dkim
@@ -182,4 +184,19 @@ def check_dmarc(from_domain: str, spf_domain: str, dkim_domains: list[str]) -> t
     policy = (tags.get("sp") if inherited else None) or tags["p"]
     if spf_ok or dkim_ok:
         return "pass", ""
-    return "fail", policy.lower()
+    return "fail", sampled_policy(policy.lower(), tags.get("pct", ""))
+
+
+# RFC 7489 §6.6.4: messages outside the pct= sample get the next less strict policy.
+_LESS_STRICT = {"reject": "quarantine", "quarantine": "none"}
+
+
+def sampled_policy(policy: str, pct: str, draw: Callable[[], float] = random.random) -> str:
+    """The policy for one failing message under `pct=` (RFC 7489 §6.3; absent or invalid: 100)."""
+    try:
+        percent = int(pct)
+    except ValueError:
+        return policy
+    if percent >= 100 or draw() * 100 < max(percent, 0):
+        return policy
+    return _LESS_STRICT.get(policy, policy)

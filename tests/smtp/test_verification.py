@@ -135,3 +135,24 @@ def test_null_sender_checks_the_helo_identity(mx_port, bob, dns_server):
     dns_server.records.update({"mail.remote.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}})
     send(mx_port, "", MESSAGE)
     assert authentication_results(bob)[0] == b"spf=pass smtp.helo=mail.remote.test"
+
+
+def test_dmarc_pct_zero_never_rejects_and_the_failure_is_recorded(mx_port, bob, dns_server):
+    # RFC 7489 §6.6.4: pct=0 samples no message; the rest get the next less strict policy (quarantine).
+    dns_server.records.update({**BANK_ZONE, "_dmarc.bank.test": {"TXT": ["v=DMARC1; p=reject; pct=0"]}})
+    send(mx_port, "alerts@bank.test", BANK)
+    assert authentication_results(bob)[-1] == b"dmarc=fail header.from=bank.test"
+
+
+@pytest.mark.parametrize(
+    ("policy", "pct", "draw", "applied"),
+    [
+        ("reject", "", 0.99, "reject"), ("reject", "100", 0.99, "reject"), ("reject", "50", 0.49, "reject"),
+        ("reject", "50", 0.5, "quarantine"), ("quarantine", "50", 0.5, "none"), ("reject", "0", 0.0, "quarantine"),
+        ("reject", "x", 0.99, "reject"), ("none", "10", 0.9, "none"),
+    ],
+)
+def test_dmarc_pct_samples_the_policy(policy, pct, draw, applied):
+    from mailcore.smtp.verification import sampled_policy
+
+    assert sampled_policy(policy, pct, draw=lambda: draw) == applied
