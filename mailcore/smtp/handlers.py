@@ -65,7 +65,7 @@ class BaseHandler:
         # RFC 5321 §4.1.1.1: advertise exactly the extensions we implement.
         session.host_name = hostname
         lines = [f"{server.hostname} Hello {sanitize(hostname)}", "PIPELINING"]
-        lines += [f"SIZE {conf.max_message_size}", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        lines += [f"SIZE {conf.max_message_size}", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING"]
         if server.tls_context and not session.tls:
             lines.append("STARTTLS")  # RFC 3207 §4: not after TLS is active
         if server.offers_auth():

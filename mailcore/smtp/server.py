@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,31 @@ TOO_MUCH_DATA = "552 5.3.4 Message exceeds the maximum size of {limit} octets"
 # the full RFC 5322 parser; what follows `>` is returned as aiosmtpd's parser returns it (blanks
 # dropped; a comment goes to the full parser).
 _SIMPLE_PATH = re.compile(rf"[ \t]*<({ASCII_DOT_ATOM})@({ASCII_DOT_ATOM})>[ \t]*((?![ \t(]).*)\Z", re.DOTALL)
+
+
+# RFC 3030 §3: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ]; chunk-size = 1*DIGIT
+_BDAT_ARGUMENT = re.compile(r"([0-9]{1,18})(?: +(LAST))?", re.IGNORECASE)
+CHUNK_PIECE = 64 * 1024  # octets of a BDAT chunk read at a time
+
+
+class _Chunks:
+    """The BDAT chunks of one transaction (its envelope), and the first refusal, if any."""
+
+    def __init__(self, envelope: Any) -> None:
+        self.envelope = envelope
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.problem: SMTPError | None = None
+
+    def add(self, piece: bytes, keep: bool) -> None:
+        self.size += len(piece)
+        if keep:
+            self.pieces.append(piece)
+        else:
+            self.pieces.clear()
+
+    async def content(self) -> bytes:
+        return b"".join(self.pieces)
 
 
 @dataclass(frozen=True)
@@ -107,6 +133,7 @@ class SMTPServer(SMTP):
         self._last_code = 0
         self._raw_replies = False  # greeting and EHLO/HELO lines carry no enhanced code (RFC 2034 §3)
         self._idle_deadline = 0.0
+        self._bdat: _Chunks | None = None  # the BDAT transaction in progress (RFC 3030)
 
     # Connection --------------------------------------------------------------------
 
@@ -349,9 +376,16 @@ class SMTPServer(SMTP):
             raise SMTPError("503 5.5.1 Need RCPT command first")
         if arg:
             raise SMTPError("501 5.5.4 Syntax: DATA")
+        if self._chunks_of(self.envelope) is not None:
+            raise SMTPError("503 5.5.1 DATA cannot follow BDAT in one transaction (RFC 3030 §2)")
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._finish_message(self._read_data())
+
+    async def _finish_message(self, reading: Awaitable[bytes]) -> None:
+        """Read the message (`reading`), hand it to the policy's DATA hook, reply; the transaction ends."""
+        assert self.envelope is not None
         try:
-            content = await self._read_data()
+            content = await reading
             self.envelope.content = self.envelope.original_content = content
             status = await self._call_handler_hook("DATA")
             self._transaction_done(status)
@@ -361,6 +395,60 @@ class SMTPServer(SMTP):
         finally:
             self._set_post_data_state()
         await self.push(status)
+
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """RFC 3030 CHUNKING: `BDAT <size> [LAST]`; the chunk follows the command line, not dot-stuffed.
+
+        The chunk is read whatever the reply (§2: the server "MUST still read the data"), so the
+        session stays in step; a size that cannot be read leaves no step to keep, so the session ends.
+        """
+        match = _BDAT_ARGUMENT.fullmatch(arg or "")
+        if match is None:
+            raise SMTPError("501 5.5.4 Syntax: BDAT chunk-size [LAST]; closing", close=True)
+        size, last = int(match.group(1)), match.group(2) is not None
+        assert self.envelope is not None
+        envelope = self.envelope
+        chunks = self._chunks_of(envelope)
+        if chunks is None:
+            chunks = self._bdat = _Chunks(envelope)
+        problem = chunks.problem or self._bdat_state_problem()
+        await self._read_chunk(size, chunks if problem is None else None)
+        if problem is None and self.data_size_limit and chunks.size > self.data_size_limit:
+            problem = SMTPError(TOO_MUCH_DATA.format(limit=self.data_size_limit))
+        chunks.problem = problem
+        if not last:
+            await self.push(chunks.problem.reply if chunks.problem else f"250 2.0.0 {size} octets received")
+            return
+        if problem is not None:  # the transaction ends with the first refusal (RFC 3030 §2)
+            self._set_post_data_state()
+            raise problem
+        await self._finish_message(chunks.content())
+
+    def _chunks_of(self, envelope: Any) -> _Chunks | None:
+        chunks = self._bdat
+        return chunks if chunks is not None and chunks.envelope is envelope else None
+
+    def _bdat_state_problem(self) -> SMTPError | None:
+        assert self.envelope is not None and self.session is not None
+        if not self.session.host_name:
+            return SMTPError("503 5.5.1 Error: send HELO first")
+        if self._auth_required and not self.session.authenticated:
+            return SMTPError("530 5.7.0 Authentication required")
+        if not self.envelope.mail_from:
+            return SMTPError("503 5.5.1 Error: need MAIL command")
+        if not self.envelope.rcpt_tos:
+            return SMTPError("503 5.5.1 Need RCPT command first")
+        return None
+
+    async def _read_chunk(self, size: int, into: _Chunks | None) -> None:
+        """Read `size` octets in pieces (the idle timer moves on with each), kept in `into` unless None."""
+        remaining = size
+        while remaining:
+            piece = await self._reader.readexactly(min(remaining, CHUNK_PIECE))
+            self._reset_timeout()
+            remaining -= len(piece)
+            if into is not None:
+                into.add(piece, keep=not self.data_size_limit or into.size + len(piece) <= self.data_size_limit)
 
     def _transaction_done(self, reply: str) -> None:
         """One log line and one count per transaction that reached the end of DATA, whatever the result."""
