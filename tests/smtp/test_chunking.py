@@ -91,3 +91,21 @@ def test_a_bdat_size_that_cannot_be_read_ends_the_session(mx_port, raw_client, a
     client.command("EHLO client.remote.test")
     assert client.command(argument) == "501 5.5.4 Syntax: BDAT chunk-size [LAST]; closing"
     assert client.is_closed()
+
+
+def test_submission_takes_bdat_after_auth_and_not_before(submission_port, alice, bob, raw_client):
+    import base64
+
+    client = raw_client(submission_port)
+    client.command("EHLO laptop.example.test")
+    message = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: chunked\r\n\r\nHi Bob.\r\n"
+    client.send(b"BDAT %d LAST\r\n" % len(message) + message)
+    assert client.reply() == "530 5.7.0 Authentication required"
+    token = base64.b64encode(b"\0alice@example.test\0alice-secret-pw").decode()
+    assert client.command(f"AUTH PLAIN {token}") == "235 2.7.0 Authentication successful"
+    assert client.command("MAIL FROM:<alice@example.test>") == "250 2.1.0 Sender OK"
+    assert client.command("RCPT TO:<bob@example.test>") == "250 2.1.5 Recipient OK"
+    client.send(b"BDAT %d LAST\r\n" % len(message) + message)
+    assert client.reply().startswith("250 2.0.0 Message accepted")
+    [delivered] = stored(bob)  # Date and Message-ID were added (RFC 6409 §8)
+    assert b"\r\nSubject: chunked\r\n" in delivered and delivered.endswith(b"\r\n\r\nHi Bob.\r\n")
