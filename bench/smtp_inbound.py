@@ -4,7 +4,9 @@ The server runs in a child process (scratch var/, SQLite, a loopback DNS server
 so SPF/DKIM/DMARC lookups are real but local); the clients are threads here,
 each reusing one connection. Baseline in the same run, same load: a minimal
 aiosmtpd server whose handler only writes and fsyncs each message to a file
-(the Python ceiling). Prints one JSON document.
+(the Python ceiling). Each server's CPU time per message (from /proc, all its
+threads) is printed too: on shared cores it moves less than the rates do.
+Prints one JSON document.
 Usage: python bench/smtp_inbound.py [--messages N] [--sessions N]
 """
 from __future__ import annotations
@@ -144,6 +146,12 @@ def load(port: int, total: int, sessions: int) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all its threads (proc(5): utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_server(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
         [sys.executable, __file__, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -160,7 +168,10 @@ def measure(kind: str, total: int, sessions: int) -> dict[str, float]:
         args = ["--serve-ours", str(sessions)] if kind == "ours" else ["--serve-baseline", var]
         process, port = run_server(args, env)
         try:
-            return load(port, total, sessions)
+            cpu_before = cpu_seconds(process.pid)
+            figures = load(port, total, sessions)
+            figures["server_cpu_ms_per_message"] = round((cpu_seconds(process.pid) - cpu_before) * 1000 / total, 2)
+            return figures
         finally:
             process.terminate()
             process.wait(30)
