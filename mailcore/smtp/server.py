@@ -406,23 +406,24 @@ class SMTPServer(SMTP):
         if match is None:
             raise SMTPError("501 5.5.4 Syntax: BDAT chunk-size [LAST]; closing", close=True)
         size, last = int(match.group(1)), match.group(2) is not None
+        not_now = self._bdat_state_problem()
+        if not_now is not None:
+            await self._read_chunk(size, None)
+            raise not_now
         assert self.envelope is not None
-        envelope = self.envelope
-        chunks = self._chunks_of(envelope)
+        chunks = self._chunks_of(self.envelope)
         if chunks is None:
-            chunks = self._bdat = _Chunks(envelope)
-        problem = chunks.problem or self._bdat_state_problem()
-        await self._read_chunk(size, chunks if problem is None else None)
-        if problem is None and self.data_size_limit and chunks.size > self.data_size_limit:
-            problem = SMTPError(TOO_MUCH_DATA.format(limit=self.data_size_limit))
-        chunks.problem = problem
+            chunks = self._bdat = _Chunks(self.envelope)
+        await self._read_chunk(size, chunks)
+        if chunks.problem is None and self.data_size_limit and chunks.size > self.data_size_limit:
+            chunks.problem = SMTPError(TOO_MUCH_DATA.format(limit=self.data_size_limit))
         if not last:
             await self.push(chunks.problem.reply if chunks.problem else f"250 2.0.0 {size} octets received")
-            return
-        if problem is not None:  # the transaction ends with the first refusal (RFC 3030 §2)
+        elif chunks.problem is not None:  # refused after the last chunk; the transaction ends
             self._set_post_data_state()
-            raise problem
-        await self._finish_message(chunks.content())
+            raise chunks.problem
+        else:
+            await self._finish_message(chunks.content())
 
     def _chunks_of(self, envelope: Any) -> _Chunks | None:
         chunks = self._bdat

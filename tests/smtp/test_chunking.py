@@ -109,3 +109,15 @@ def test_submission_takes_bdat_after_auth_and_not_before(submission_port, alice,
     assert client.reply().startswith("250 2.0.0 Message accepted")
     [delivered] = stored(bob)  # Date and Message-ID were added (RFC 6409 §8)
     assert b"\r\nSubject: chunked\r\n" in delivered and delivered.endswith(b"\r\n\r\nHi Bob.\r\n")
+
+
+def test_a_chunk_refused_for_want_of_mail_does_not_spoil_the_transaction_that_follows(mx_port, bob, raw_client):
+    client = raw_client(mx_port)
+    client.command("EHLO client.remote.test")
+    client.send(b"BDAT 5\r\nearly")
+    assert client.reply() == "503 5.5.1 Error: need MAIL command"
+    assert client.command("MAIL FROM:<carol@remote.test>") == "250 2.1.0 Sender OK"
+    assert client.command("RCPT TO:<bob@example.test>") == "250 2.1.5 Recipient OK"
+    client.send(b"BDAT %d LAST\r\n" % len(MESSAGE) + MESSAGE)
+    assert client.reply().startswith("250 2.0.0 Message accepted for delivery")
+    assert stored(bob)[0].endswith(MESSAGE)
