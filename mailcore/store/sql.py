@@ -87,7 +87,9 @@ def _concrete(field: object) -> Field[Any, Any]:
     return field
 
 
-# Fields whose ORM conversion gives back a plain int, bool or str (or None) unchanged, on every backend.
+# Fields whose ORM conversion gives back a plain int, bool or str (or None) as it is. (On PostgreSQL
+# the ORM wraps big integers in psycopg's Int8, an int that only names the type: a plain int
+# inserts the same value.)
 _PLAIN_FIELDS = (IntegerField, BooleanField, CharField, TextField, ForeignKey)
 _PLAIN_VALUES = (int, bool, str, type(None))
 

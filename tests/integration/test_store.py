@@ -388,4 +388,9 @@ def test_insert_parameters_are_what_the_orm_would_send():
         "sent_date": None, "message_id": "<1@b.test>", "thread_id": None, "has_attachments": False,
     }
     fields = [Message._meta.get_field(name) for name in sql._INSERT_FIELDS]
-    assert sql.insert_params(values) == [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+    orm = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+
+    def compared(value):  # psycopg's Jsonb wrapper has no equality of its own; its Int8 is an int
+        return ("json", value.obj) if hasattr(value, "obj") else value
+
+    assert [compared(v) for v in sql.insert_params(values)] == [compared(v) for v in orm]
