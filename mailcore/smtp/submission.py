@@ -105,7 +105,8 @@ def submit(
             result.queued = remote
         if save_to_sent:
             store.append(store.folder_by_special_use(account_id, SENT), data, flags=["\\Seen"])
-    log.info("account %s submitted %s: %d local, %d queued", account_id, message_id, len(local), len(remote))
+    transaction.on_commit(lambda: log.info(
+        "account %s submitted %s: %d local, %d queued", account_id, message_id, len(local), len(remote)))
     return result
 
 

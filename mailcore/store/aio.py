@@ -158,17 +158,50 @@ async def _commit_loop(queue: asyncio.Queue[_Job], relaxed: bool) -> None:
 
 
 def _run_batch(jobs: list[_Job], relaxed: bool = False) -> None:
+    """Run `jobs` in one transaction: first all together, and when one of them fails, each in a savepoint.
+
+    The first pass saves every call a SAVEPOINT and a RELEASE (two round trips on PostgreSQL).
+    When any call raises, that pass is rolled back as a whole (with the on-commit hooks its calls
+    registered) and the batch runs again with a savepoint per call, so one call's failure is its
+    own. Blobs written in the first pass stay on the list of files to fsync, so a second-pass call
+    that finds its blob already there still gets it synced before the commit.
+    """
     _refresh_connections()
-    commit = sql.relaxed_transaction() if relaxed else transaction.atomic()
     try:
-        with blobs.deferred_sync(), directory.remembering_lookups(), commit:
-            for job in jobs:
-                _run_in_savepoint(job)
-            blobs.sync_deferred()  # durable blobs before the rows that point to them commit
+        with blobs.deferred_sync():
+            if len(jobs) == 1 or not _commit(jobs, relaxed, savepoints=False):
+                _commit(jobs, relaxed, savepoints=True)
     except Exception as err:  # the COMMIT (or the fsync) failed: nothing of this batch is stored
         log.exception("group commit of %d call(s) failed", len(jobs))
         for job in jobs:
             job.error = job.error or err
+
+
+class _CallFailed(Exception):
+    """A call of the all-together pass raised: roll that pass back and run each call in a savepoint."""
+
+
+def _commit(jobs: list[_Job], relaxed: bool, savepoints: bool) -> bool:
+    """One pass over `jobs` in one transaction; False when a call failed without savepoints (rolled back)."""
+    for job in jobs:
+        job.result, job.error = None, None
+    try:
+        with directory.remembering_lookups(), sql.relaxed_transaction() if relaxed else transaction.atomic():
+            for job in jobs:
+                (_run_in_savepoint if savepoints else _run_plain)(job)
+            if transaction.get_rollback():  # a call swallowed a failure Django would roll back silently
+                raise _CallFailed
+            blobs.sync_deferred()  # durable blobs before the rows that point to them commit
+    except _CallFailed:
+        return False
+    return True
+
+
+def _run_plain(job: _Job) -> None:
+    try:
+        job.result = job.fn(*job.args, **job.kwargs)
+    except Exception as err:
+        raise _CallFailed from err
 
 
 def _run_in_savepoint(job: _Job) -> None:

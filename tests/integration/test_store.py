@@ -188,6 +188,7 @@ def test_unwritable_blob_storage_is_a_storage_failure_with_no_rows(alice, blob_d
     assert Message.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)  # deliver runs in a transaction of its own, as in production
 def test_failed_commit_leaves_an_orphan_that_collection_removes(alice, blob_dir, monkeypatch):
     from mailcore.store import messages
 
@@ -394,3 +395,42 @@ def test_insert_parameters_are_what_the_orm_would_send():
         return ("json", value.obj) if hasattr(value, "obj") else value
 
     assert [compared(v) for v in sql.insert_params(values)] == [compared(v) for v in orm]
+
+
+def _jobs(*calls):
+    return [aio._Job(fn, args, {}, None) for fn, *args in calls]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_without_failures_commits_once_without_savepoints(alice):
+    from django.test.utils import CaptureQueriesContext
+
+    jobs = _jobs(*[(store.deliver, MESSAGE + b"%d" % n, ["alice@example.test"]) for n in range(3)])
+    with CaptureQueriesContext(connection) as queries:
+        aio._run_batch(jobs)
+    assert [job.error for job in jobs] == [None, None, None]
+    assert [job.result.all_delivered for job in jobs] == [True, True, True]
+    assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"].upper()]
+    assert store.uids(inbox(alice)) == [1, 2, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_call_sends_the_batch_round_again_in_savepoints_and_every_blob_is_synced(alice, monkeypatch):
+    """The all-together pass is rolled back as a whole; in the second, the failure is the call's own.
+    The first pass wrote the blobs, so the second finds them there: they must still be fsynced."""
+    synced: list[str] = []
+    real_fsync_path = blobs._fsync_path
+    monkeypatch.setattr(blobs, "_fsync_path", lambda path: (synced.append(Path(path).name), real_fsync_path(path)))
+    gone = store.FolderRef(alice.pk, 10**9, "Gone", 1)
+    first, second = MESSAGE + b"first", MESSAGE + b"second"
+    jobs = _jobs((store.deliver, first, ["alice@example.test"]), (store.append, gone, MESSAGE + b"lost"),
+                 (store.deliver, second, ["alice@example.test"]))
+    aio._run_batch(jobs)
+    assert jobs[0].error is None and jobs[2].error is None
+    assert isinstance(jobs[1].error, store.NoSuchFolder)
+    ref = inbox(alice)
+    assert store.uids(ref) == [1, 2]  # the first pass's UIDs were rolled back with it
+    assert [store.read_message(ref, uid).rsplit(b"\n", 1)[1] for uid in (1, 2)] == [b"first", b"second"]
+    from mailcore.mime import to_crlf
+
+    assert {blobs.digest_of(to_crlf(first)), blobs.digest_of(to_crlf(second))} <= set(synced)
