@@ -9,7 +9,7 @@ sending straight to it. Each mode is measured twice: the pipeline (4 submitters
 enqueue, fsynced, while delivery runs; to the last 250) and the backlog (as many
 messages again queued with no wake-up, then one sweep: delivery alone).
 Prints one JSON document.
-Usage: python bench/delivery.py [--messages N]   (the issue's full run: --messages 2000)
+Usage: python bench/outbound.py [--messages N]   (the issue's full run: --messages 2000)
 """
 from __future__ import annotations
 
@@ -33,6 +33,31 @@ DOMAINS = 20
 WORKERS = 4
 PG_URL = "postgres://postgres@127.0.0.1:5432/{name}"
 TIME_LIMIT = 120.0  # seconds per mode
+WORKER_PID = "BENCH_WORKER_PID"  # the Celery worker's main process, for the child's CPU accounting
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and every live descendant (Linux /proc)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process (every thread) and of the Celery worker processes, when there are some."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    worker = int(os.environ.get(WORKER_PID) or 0)
+    return usage.ru_utime + usage.ru_stime + (process_tree_cpu(worker) if worker else 0.0)
 
 
 def message(n: int) -> bytes:
@@ -45,20 +70,20 @@ def recipient(n: int) -> str:
     return f"u{n}@d{n % DOMAINS}.test"
 
 
-def ceiling(port: int, total: int) -> float:
-    """The receiver alone: WORKERS clients, one connection each, back to back."""
+def ceiling(port: int, total: int) -> tuple[float, float]:
+    """The receiver alone: WORKERS clients, one connection each, back to back; rate and CPU ms per message."""
     def client(start: int) -> None:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
             for n in range(start, total, WORKERS):
                 smtp.sendmail("alice@example.test", [recipient(n)], message(n))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(WORKERS)]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_now()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return total / (time.perf_counter() - started)
+    return total / (time.perf_counter() - started), (cpu_now() - cpu_started) * 1000 / total
 
 
 def child(total: int, mode: str) -> dict[str, float]:
@@ -99,6 +124,7 @@ def child(total: int, mode: str) -> dict[str, float]:
     async def embedded() -> float:
         job = asyncio.create_task(runner.delivery_runner())
         started = time.perf_counter()
+        timing["cpu_started"] = cpu_now()
         await asyncio.to_thread(enqueue_all)
         timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
         while await asyncio.to_thread(delivered) < total and time.perf_counter() - started < TIME_LIMIT:
@@ -112,20 +138,26 @@ def child(total: int, mode: str) -> dict[str, float]:
         elapsed = asyncio.run(embedded())
     else:
         started = time.perf_counter()
+        timing["cpu_started"] = cpu_now()
         enqueue_all()
         timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
         while delivered() < total and time.perf_counter() - started < TIME_LIMIT:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+    cpu = cpu_now() - timing.pop("cpu_started")
     done = delivered()
     result = {"messages_per_second": round(done / elapsed, 1), "delivered": done, "seconds": round(elapsed, 2),
-              **timing}
-    result["backlog_messages_per_second"] = backlog(total, mode, enqueue_all, delivered)
+              **timing, "cpu_ms_per_message": round(cpu * 1000 / max(done, 1), 2)}
+    rate, cpu = backlog(total, mode, enqueue_all, delivered)
+    result.update(backlog_messages_per_second=rate, backlog_cpu_ms_per_message=cpu)
     return result
 
 
-def backlog(total: int, mode: str, enqueue_all, delivered) -> float:  # type: ignore[no-untyped-def]
-    """Delivery alone: `total` more messages queued with no wake-up, then one sweep; rate to the last 250."""
+def backlog(total: int, mode: str, enqueue_all, delivered) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Delivery alone: `total` more messages queued with no wake-up, then one sweep; rate to the last 250.
+
+    Returns the rate and the CPU milliseconds per message spent meanwhile.
+    """
     import asyncio
 
     from mailcore.delivery import queue, runner
@@ -137,6 +169,7 @@ def backlog(total: int, mode: str, enqueue_all, delivered) -> float:  # type: ig
     finally:
         queue._wake_hooks[:] = hooks
     goal = 2 * total
+    cpu_started = cpu_now()
 
     async def embedded() -> float:
         started = time.perf_counter()
@@ -156,7 +189,8 @@ def backlog(total: int, mode: str, enqueue_all, delivered) -> float:  # type: ig
         while delivered() < goal and time.perf_counter() - started < TIME_LIMIT:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-    return round((delivered() - total) / elapsed, 1)
+    done = delivered() - total
+    return round(done / elapsed, 1), round((cpu_now() - cpu_started) * 1000 / max(done, 1), 2)
 
 
 def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
@@ -166,6 +200,7 @@ def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
                    "--without-gossip", "--without-mingle", "--loglevel=WARNING", "-Q", env["CELERY_TASK_DEFAULT_QUEUE"]]
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], env=env, cwd=ROOT, check=True)
         workers.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL))
+        env = {**env, WORKER_PID: str(workers[-1].pid)}
         time.sleep(3)  # let the pool start
     try:
         output = subprocess.run([sys.executable, __file__, "--child", mode, "--messages", str(total)],
@@ -219,8 +254,10 @@ def main() -> None:
                 "benchmark": "outbound delivery, enqueue to the receiver's 250",
                 "message_bytes": MESSAGE_SIZE, "messages": args.messages, "domains": DOMAINS, "workers": WORKERS,
                 "unit": "messages per second",
-                "baseline_receiver_ceiling": round(ceiling(receiver.port, args.messages), 1),
             }
+            rate, cpu = ceiling(receiver.port, args.messages)
+            # The receiver and its 4 clients, all in this process.
+            report.update(baseline_receiver_ceiling=round(rate, 1), baseline_cpu_ms_per_message=round(cpu, 2))
             base_env = {
                 **os.environ, "PYTHONPATH": str(ROOT), "MAIL_DNS_NAMESERVERS": dns_server.nameserver,
                 "MAIL_OUTBOUND_PORT": str(receiver.port), "MAIL_ALLOW_PRIVATE_MX": "1",
@@ -231,7 +268,7 @@ def main() -> None:
                 env = {**base_env, "MAIL_VAR_DIR": var, "CELERY_BROKER_URL": ""}
                 env.pop("DATABASE_URL", None)
                 report["embedded_sqlite"] = run_mode("embedded", args.messages, env)
-            name = f"mail_bench_delivery_{os.getpid()}"
+            name = f"mail_bench_outbound_{os.getpid()}"
             if broker and psql(f"CREATE DATABASE {name}"):
                 try:
                     with tempfile.TemporaryDirectory() as var:
