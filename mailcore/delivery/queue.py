@@ -17,13 +17,13 @@ from mailcore.store.messages import store_blob
 
 log = logging.getLogger(__name__)
 
-# Called with an OutboundMessage id after its rows commit. mailcore.delivery sets it
-# to send a Celery task (or poke the in-process runner); until then the sweep finds the rows.
-_wake_hooks: list[Callable[[int], None]] = []
+# Called with an OutboundMessage id and its recipients' domains after its rows commit. mailcore.delivery
+# sets it to send a Celery task (or poke the in-process runner); until then the sweep finds the rows.
+_wake_hooks: list[Callable[[int, list[str]], None]] = []
 
 
-def on_enqueue(hook: Callable[[int], None]) -> None:
-    """Register a function to call, after commit, with the id of each newly queued message."""
+def on_enqueue(hook: Callable[[int, list[str]], None]) -> None:
+    """Register a function to call, after commit, with each newly queued message's id and domains."""
     if hook not in _wake_hooks:
         _wake_hooks.append(hook)
 
@@ -47,7 +47,8 @@ def enqueue(raw: bytes, sender: str, recipients: Sequence[str], account_id: int 
         OutboundRecipient.objects.bulk_create(
             [OutboundRecipient(message=message, address=str(a), domain=a.domain, next_attempt_at=now) for a in parsed]
         )
-        transaction.on_commit(lambda: _wake(message.pk))
+        domains = list(dict.fromkeys(a.domain for a in parsed))
+        transaction.on_commit(lambda: _wake(message.pk, domains))
     return message.pk
 
 
@@ -56,10 +57,10 @@ def _headers_ascii(data: bytes) -> bool:
     return (data if end < 0 else data[:end]).isascii()
 
 
-def _wake(message_id: int) -> None:
+def _wake(message_id: int, domains: list[str]) -> None:
     for hook in _wake_hooks:
         try:
-            hook(message_id)
+            hook(message_id, domains)
         except Exception:  # a failed wake-up only delays mail; the sweep re-sends it
             log.exception("wake-up for outbound message %s failed; the sweep will retry", message_id)
 
