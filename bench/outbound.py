@@ -6,7 +6,8 @@ is one aiosmtpd receiver on loopback. Modes: the embedded in-process runner
 PostgreSQL is reachable, 4 Celery worker processes. The baseline in the same
 run is the receiver's own ceiling: 4 smtplib clients, one connection each,
 sending straight to it. Each mode is measured twice: the pipeline (4 submitters
-enqueue, fsynced, while delivery runs; to the last 250) and the backlog (as many
+enqueue through the store's group commit as runmail's submission sessions do,
+each message durable before the next; delivery runs meanwhile; to the last 250) and the backlog (as many
 messages again queued with no wake-up, then one sweep: delivery alone).
 Prints one JSON document.
 Usage: python bench/outbound.py [--messages N]   (the issue's full run: --messages 2000)
@@ -94,27 +95,27 @@ def child(total: int, mode: str) -> dict[str, float]:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connections
 
     from mailcore.delivery import queue, runner
     from mailcore.models import OutboundRecipient
+    from mailcore.store import aio
 
     call_command("migrate", verbosity=0)
 
-    def enqueue_share(start: int, offset: int = 0) -> None:
-        try:
+    async def submit_all(offset: int = 0) -> None:
+        """WORKERS submitters at once, as the ceiling has WORKERS clients; each waits until its message is durable.
+
+        They enqueue as runmail's SMTP submission sessions do: through the store's
+        group commit (`aio.run_durable`), so concurrent enqueues share one fsync and COMMIT.
+        """
+        async def submitter(start: int) -> None:
             for n in range(offset + start, offset + total, WORKERS):
-                queue.enqueue(message(n), "alice@example.test", [recipient(n)])
-        finally:
-            connections.close_all()
+                await aio.run_durable(queue.enqueue, message(n), "alice@example.test", [recipient(n)])
+
+        await asyncio.gather(*(submitter(i) for i in range(WORKERS)))
 
     def enqueue_all(offset: int = 0) -> None:
-        """WORKERS submitters at once, as the ceiling has WORKERS clients (each enqueue is fsynced)."""
-        threads = [threading.Thread(target=enqueue_share, args=(i, offset)) for i in range(WORKERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        asyncio.run(submit_all(offset))
 
     timing: dict[str, float] = {}
 
@@ -125,7 +126,7 @@ def child(total: int, mode: str) -> dict[str, float]:
         job = asyncio.create_task(runner.delivery_runner())
         started = time.perf_counter()
         timing["cpu_started"] = cpu_now()
-        await asyncio.to_thread(enqueue_all)
+        await submit_all()
         timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
         while await asyncio.to_thread(delivered) < total and time.perf_counter() - started < TIME_LIMIT:
             await asyncio.sleep(0.05)
