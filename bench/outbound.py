@@ -237,6 +237,7 @@ def psql(sql: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--only", choices=["embedded", "celery"], help="run one mode only (profiling)")
     parser.add_argument("--child", choices=["embedded", "celery"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -268,9 +269,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as var:
                 env = {**base_env, "MAIL_VAR_DIR": var, "CELERY_BROKER_URL": ""}
                 env.pop("DATABASE_URL", None)
-                report["embedded_sqlite"] = run_mode("embedded", args.messages, env)
+                if args.only in (None, "embedded"):
+                    report["embedded_sqlite"] = run_mode("embedded", args.messages, env)
             name = f"mail_bench_outbound_{os.getpid()}"
-            if broker and psql(f"CREATE DATABASE {name}"):
+            if broker and args.only in (None, "celery") and psql(f"CREATE DATABASE {name}"):
                 try:
                     with tempfile.TemporaryDirectory() as var:
                         env = {**base_env, "MAIL_VAR_DIR": var, "CELERY_BROKER_URL": broker,

@@ -57,15 +57,18 @@ def _bookkeeping() -> Iterator[None]:
 
 
 def claim(owner: str, *, message_id: int | None = None, domain: str | None = None,
-          limit: int = CLAIM_BATCH) -> list[OutboundRecipient]:
-    """Lease up to `limit` due rows (of one message or one domain when given) to `owner`."""
+          domains: Sequence[str] = (), limit: int = CLAIM_BATCH) -> list[OutboundRecipient]:
+    """Lease up to `limit` due rows to `owner`: of one message and/or of the given domain(s) (either, when both)."""
     now = timezone.now()
+    wanted = list(domains) + ([domain] if domain is not None else [])
     with _bookkeeping():
         rows = R.objects.select_for_update(skip_locked=True).filter(_due(now))
-        if message_id is not None:
+        if message_id is not None and wanted:
+            rows = rows.filter(Q(message_id=message_id) | Q(domain__in=wanted))
+        elif message_id is not None:
             rows = rows.filter(message_id=message_id)
-        if domain is not None:
-            rows = rows.filter(domain=domain)
+        elif wanted:
+            rows = rows.filter(domain__in=wanted)
         ids = list(rows.order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
         if ids:
             R.objects.filter(id__in=ids).update(

@@ -19,6 +19,8 @@ Without Redis (another broker), every message sends its own task, as before.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
 from collections.abc import Iterable
 
@@ -32,29 +34,70 @@ log = logging.getLogger(__name__)
 PENDING_SECONDS = 60  # as the sweep's interval: a lost task's mark delays nothing the sweep would not
 _client_lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}  # by broker URL
+_pending: queue.SimpleQueue[tuple[int | None, list[str]]] = queue.SimpleQueue()
+_thread: threading.Thread | None = None
+_thread_pid = 0
 
 
 def wake(message_id: int | None, domains: Iterable[str] = ()) -> None:
     """A task for `message_id` (None: none in particular) and those of `domains` not already pending.
 
-    Without `domains`, a task for the message alone, always (operator's retry).
+    With a broker the task is sent by this process's waker thread, so that the
+    caller (often the group commit's thread) never waits on the broker; wake-ups
+    that pile up meanwhile go out together, each domain once. Without `domains`,
+    a task for the message alone, sent at once (the operator's retry).
     """
     if not conf.celery_broker_url:
         runner.poke()
         return
-    from mailcore.tasks import deliver_message
-
     if not domains:
+        from mailcore.tasks import deliver_message
+
         deliver_message.delay(message_id)
         return
-    fresh = [d for d in dict.fromkeys(domains) if _mark(d)]
-    if not fresh:
-        return
-    try:
-        deliver_message.delay(message_id, fresh)
-    except Exception:
-        _unmark(fresh)  # no task carries them: let the next enqueue send one
-        raise
+    _waker().put((message_id, list(domains)))
+
+
+def _waker() -> queue.SimpleQueue[tuple[int | None, list[str]]]:
+    """This process's wake-up queue, its thread started on first use (and again in a forked child)."""
+    global _thread, _thread_pid
+    with _client_lock:
+        if _thread is None or _thread_pid != os.getpid() or not _thread.is_alive():
+            _thread = threading.Thread(target=_send_forever, args=(_pending,), name="delivery-waker", daemon=True)
+            _thread_pid = os.getpid()
+            _thread.start()
+    return _pending
+
+
+def _send_forever(pending: queue.SimpleQueue[tuple[int | None, list[str]]]) -> None:
+    while True:
+        batch = [pending.get()]
+        while not pending.empty():
+            batch.append(pending.get_nowait())
+        try:
+            send(batch)
+        except Exception:  # a lost wake-up only delays mail until the sweep; the thread must go on
+            log.exception("sending %d wake-up(s) failed; the sweep will find the mail", len(batch))
+
+
+def send(batch: list[tuple[int | None, list[str]]]) -> int:
+    """One task per message whose domains are not already pending (or woken earlier in `batch`); how many."""
+    from mailcore.tasks import deliver_message
+
+    covered: set[str] = set()
+    sent = 0
+    for message_id, domains in batch:
+        fresh = [d for d in dict.fromkeys(domains) if d not in covered and _mark(d)]
+        covered.update(domains)
+        if not fresh:
+            continue
+        try:
+            deliver_message.delay(message_id, fresh)
+            sent += 1
+        except Exception:
+            _unmark(fresh)  # no task carries them: let the next enqueue send one
+            raise
+    return sent
 
 
 def taken(domains: Iterable[str]) -> None:

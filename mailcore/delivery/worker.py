@@ -76,13 +76,20 @@ class Run:
     # Claim and deliver -----------------------------------------------------
 
     def message(self, message_id: int | None, domains: Iterable[str] | None = None) -> int:
-        """Deliver what is due of one message (when given), then other due mail to `domains` (default: its own).
+        """Deliver what is due of one message (when given) and of `domains`; then drain them while connections last.
 
-        Domains that could not be drained to the end are left in `self.unfinished`.
+        Without `domains`, those of the message's own rows. Domains that could
+        not be drained to the end are left in `self.unfinished`.
         """
-        rows = claims.claim(self.owner, message_id=message_id) if message_id is not None else []
+        wanted = list(dict.fromkeys(domains)) if domains is not None else []
+        limit = claims.CLAIM_BATCH if message_id is not None else DRAIN_BATCH  # a message's rows all at once
+        rows = claims.claim(self.owner, message_id=message_id, domains=wanted, limit=limit)
         self.deliver(rows)
-        self.drain(dict.fromkeys(domains) if domains is not None else {r.domain: None for r in rows})
+        # A claim short of its limit took everything of `wanted` that was due: no need to ask again.
+        more = domains is None or len(rows) >= limit
+        for domain in wanted or dict.fromkeys(r.domain for r in rows):
+            if not self._drain(domain, more):
+                self.unfinished.add(domain)
         return self.delivered
 
     def due(self, limit: int = claims.CLAIM_BATCH) -> int:
@@ -94,22 +101,18 @@ class Run:
         self.deliver(rows)
         return len(rows)
 
-    def drain(self, domains: Iterable[str]) -> None:
-        """Due mail to each domain over the run's connection to it; `unfinished` gets those not emptied."""
-        for domain in domains:
-            if not self._drain(domain):
-                self.unfinished.add(domain)
+    def _drain(self, domain: str, more: bool = True) -> bool:
+        """Due mail to `domain` over the run's connection to it, until a claim comes back short of its limit.
 
-    def _drain(self, domain: str) -> bool:
-        """True when nothing due to `domain` is left; False when the connection broke or wore out first."""
+        True when nothing due is left; False when the connection broke or wore out first.
+        """
         first = domain not in self.routes  # nothing sent there in this run yet: one message opens the way
-        while first or self._reusable(domain):
-            rows = claims.claim(self.owner, domain=domain, limit=1 if first else DRAIN_BATCH)
-            if not rows:
-                return True
+        while more and (first or self._reusable(domain)):
+            limit = 1 if first else DRAIN_BATCH
+            rows = claims.claim(self.owner, domain=domain, limit=limit)
             self.deliver(rows)
-            first = False
-        return False
+            more, first = len(rows) >= limit, False
+        return not more
 
     def _reusable(self, domain: str) -> bool:
         connection = self.connections.get(self.routes.get(domain, ""))
