@@ -1,20 +1,24 @@
 """Waking a worker after enqueue: a Celery task when a broker is configured, else the in-process runner.
 
-With a Redis broker, wake-ups are debounced per destination domain. Before
-sending a task for a domain, `wake` marks the domain pending in Redis
-(`SET NX`, expiring after PENDING_SECONDS); while the mark is there, later
-messages to that domain send no task of their own. A task removes the marks
-of its domains (`taken`) before it claims anything, and then drains those
-domains (`worker.Run.drain`), so it finds every row committed before the mark
-was set or seen:
+With a broker, `wake` only hands the wake-up to this process's waker thread,
+so enqueue (often in the group commit's thread) never waits on the broker. The
+waker gathers what arrives within GATHER_SECONDS and sends one task per
+DOMAINS_PER_TASK destination domains, not one per message.
+
+With a Redis broker they are also debounced per domain. Before sending a task
+for a domain, the waker marks it pending in Redis (`SET NX`, expiring after
+PENDING_SECONDS); while the mark is there, later wake-ups for that domain send
+no task. A task removes the marks of its domains (`taken`) before it claims
+anything, then claims and drains those domains (`worker.Run.message`), so it
+finds every row committed before the mark was set or seen:
 
     enqueue commits -> SET NX fails (mark there) -> the marking task has not yet
     removed it -> it claims later -> it sees the rows.
 
 A task that cannot drain a domain to the end (its connection broke or wore
-out) wakes it again. A lost task (broker restart, FLUSHALL) only delays mail:
-its mark expires and the sweep, every minute, finds the due rows anyway.
-Without Redis (another broker), every message sends its own task, as before.
+out) wakes it again. A lost wake-up or task (process exit, broker restart,
+FLUSHALL) only delays mail: a mark expires, and the sweep, every minute, finds
+the due rows anyway.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable
 
 import redis
@@ -32,6 +37,8 @@ from mailcore.delivery import runner
 log = logging.getLogger(__name__)
 
 PENDING_SECONDS = 60  # as the sweep's interval: a lost task's mark delays nothing the sweep would not
+GATHER_SECONDS = 0.01  # the waker waits this long after a first wake-up for others to join it
+DOMAINS_PER_TASK = 10  # a burst to many domains still spreads over several workers
 _client_lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}  # by broker URL
 _pending: queue.SimpleQueue[tuple[int | None, list[str]]] = queue.SimpleQueue()
@@ -72,6 +79,7 @@ def _waker() -> queue.SimpleQueue[tuple[int | None, list[str]]]:
 def _send_forever(pending: queue.SimpleQueue[tuple[int | None, list[str]]]) -> None:
     while True:
         batch = [pending.get()]
+        time.sleep(GATHER_SECONDS)  # let a burst gather: one task for many messages
         while not pending.empty():
             batch.append(pending.get_nowait())
         try:
@@ -80,24 +88,24 @@ def _send_forever(pending: queue.SimpleQueue[tuple[int | None, list[str]]]) -> N
             log.exception("sending %d wake-up(s) failed; the sweep will find the mail", len(batch))
 
 
-def send(batch: list[tuple[int | None, list[str]]]) -> int:
-    """One task per message whose domains are not already pending (or woken earlier in `batch`); how many."""
+def send(batch: list[tuple[int | None, list[str]]]) -> list[list[str]]:
+    """Tasks for the domains of `batch` that are not already pending, DOMAINS_PER_TASK each; their domains.
+
+    A message alone in its batch gets a task of its own (its rows claimed
+    together: one ESP request for all of them); otherwise tasks carry domains only.
+    """
     from mailcore.tasks import deliver_message
 
-    covered: set[str] = set()
-    sent = 0
-    for message_id, domains in batch:
-        fresh = [d for d in dict.fromkeys(domains) if d not in covered and _mark(d)]
-        covered.update(domains)
-        if not fresh:
-            continue
+    fresh = [d for d in dict.fromkeys(d for _, domains in batch for d in domains) if _mark(d)]
+    chunks = [fresh[i : i + DOMAINS_PER_TASK] for i in range(0, len(fresh), DOMAINS_PER_TASK)]
+    message_id = batch[0][0] if len(batch) == 1 else None
+    for n, chunk in enumerate(chunks):
         try:
-            deliver_message.delay(message_id, fresh)
-            sent += 1
+            deliver_message.delay(message_id, chunk)
         except Exception:
-            _unmark(fresh)  # no task carries them: let the next enqueue send one
+            _unmark([d for rest in chunks[n:] for d in rest])  # no task carries them: the next enqueue sends one
             raise
-    return sent
+    return chunks
 
 
 def taken(domains: Iterable[str]) -> None:
