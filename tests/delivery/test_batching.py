@@ -116,3 +116,19 @@ def test_wake_ups_for_a_domain_with_a_pending_task_send_no_other_task(remote):
     assert send([(6, ["a.test"]), (7, ["b.test"])]) == [["a.test"]]
     many = [f"d{n}.test" for n in range(25)]
     assert [len(chunk) for chunk in send([(8, many)])] == [10, 10, 5]  # spread over several workers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_writes_the_message_and_recipient_rows_the_orm_reads_back(remote, alice):
+    message_id = queue.enqueue(MESSAGE % 1, "alice@example.test", ["Bob@Remote.test", "carol@other.test"], alice.pk)
+    message = OutboundMessage.objects.get(pk=message_id)
+    assert (message.sender, message.account_id, message.smtputf8, message.size) == (
+        "alice@example.test", alice.pk, False, len(MESSAGE % 1))
+    assert store.read_blob(message.blob) == MESSAGE % 1
+    rows = list(OutboundRecipient.objects.filter(message=message).order_by("id"))
+    assert [(r.address, r.domain) for r in rows] == [("Bob@remote.test", "remote.test"), ("carol@other.test", "other.test")]
+    for row in rows:
+        assert (row.state, row.attempts, row.lease_owner, row.lease_expires_at, row.delay_notified) == (
+            "queued", 0, "", None, False)
+        assert row.next_attempt_at == row.created_at == row.updated_at and row.created_at >= message.created_at
+    assert claims.due_message_ids() == [message_id]
