@@ -15,8 +15,10 @@ Usage: python bench/outbound.py [--messages N]   (the issue's full run: --messag
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import smtplib
 import subprocess
 import sys
@@ -207,12 +209,26 @@ def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
         output = subprocess.run([sys.executable, __file__, "--child", mode, "--messages", str(total)],
                                 env=env, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     finally:
-        for process in workers:
-            process.terminate()
-            process.wait(30)
-        if mode == "celery":
+        if mode == "celery":  # first, so the workers stop idle: the sweep's no-op tasks are still queued
             delete_queue(env["CELERY_BROKER_URL"], env["CELERY_TASK_DEFAULT_QUEUE"])
+        for process in workers:
+            stop_worker(process)
     return json.loads(output.strip().splitlines()[-1])
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    """Warm shutdown; if it hangs (billiard's pool children can wait 30 s for the parent to read their
+    last results), SIGKILL the pool children and the worker, all of them processes this bench started."""
+    process.terminate()
+    try:
+        process.wait(45)
+    except subprocess.TimeoutExpired:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        process.kill()
+        process.wait(10)
 
 
 def delete_queue(broker: str, name: str) -> None:
