@@ -36,6 +36,7 @@ DOMAINS = 20
 WORKERS = 4
 PG_URL = "postgres://postgres@127.0.0.1:5432/{name}"
 TIME_LIMIT = 120.0  # seconds per mode
+ENQUEUE_WAY = "BENCH_ENQUEUE"  # group (the default) or direct, for the child
 WORKER_PID = "BENCH_WORKER_PID"  # the Celery worker's main process, for the child's CPU accounting
 
 
@@ -110,9 +111,15 @@ def child(total: int, mode: str) -> dict[str, float]:
         They enqueue as runmail's SMTP submission sessions do: through the store's
         group commit (`aio.run_durable`), so concurrent enqueues share one fsync and COMMIT.
         """
+        grouped = os.environ.get(ENQUEUE_WAY, "group") == "group"
+
         async def submitter(start: int) -> None:
             for n in range(offset + start, offset + total, WORKERS):
-                await aio.run_durable(queue.enqueue, message(n), "alice@example.test", [recipient(n)])
+                args = (message(n), "alice@example.test", [recipient(n)])
+                if grouped:
+                    await aio.run_durable(queue.enqueue, *args)
+                else:  # --enqueue direct: each submitter its own transaction and fsync, in a thread of its own
+                    await asyncio.to_thread(queue.enqueue, *args)
 
         await asyncio.gather(*(submitter(i) for i in range(WORKERS)))
 
@@ -254,6 +261,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--only", choices=["embedded", "celery"], help="run one mode only (profiling)")
+    parser.add_argument("--enqueue", choices=["group", "direct"], default="group",
+                        help="group: through the store's group commit, as SMTP submission (default); "
+                             "direct: one transaction per message, for comparison")
     parser.add_argument("--child", choices=["embedded", "celery"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -270,7 +280,8 @@ def main() -> None:
         try:
             report: dict[str, object] = {
                 "benchmark": "outbound delivery, enqueue to the receiver's 250",
-                "message_bytes": MESSAGE_SIZE, "messages": args.messages, "domains": DOMAINS, "workers": WORKERS,
+                "message_bytes": MESSAGE_SIZE, "messages": args.messages, "enqueue": args.enqueue,
+                "domains": DOMAINS, "workers": WORKERS,
                 "unit": "messages per second",
             }
             rate, cpu = ceiling(receiver.port, args.messages)
@@ -279,7 +290,7 @@ def main() -> None:
             base_env = {
                 **os.environ, "PYTHONPATH": str(ROOT), "MAIL_DNS_NAMESERVERS": dns_server.nameserver,
                 "MAIL_OUTBOUND_PORT": str(receiver.port), "MAIL_ALLOW_PRIVATE_MX": "1",
-                "MAIL_DELIVERY_WORKERS": str(WORKERS), "LOG_LEVEL": "WARNING",
+                "MAIL_DELIVERY_WORKERS": str(WORKERS), "LOG_LEVEL": "WARNING", ENQUEUE_WAY: args.enqueue,
             }
             base_env.pop("REDIS_URL", None)
             with tempfile.TemporaryDirectory() as var:
