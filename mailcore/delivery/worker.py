@@ -35,6 +35,7 @@ R = OutboundRecipient
 MAX_RECIPIENTS_PER_TRANSACTION = 100
 MAX_TRANSACTIONS_PER_CONNECTION = 500  # then reconnect, so one domain cannot hold a worker forever
 DRAIN_BATCH = 50
+DUE_LOOKS = 5  # Run.due: domains tried when another run took the rows first
 # Results of up to this many transactions (or of RECORD_SECONDS) are written in one database transaction.
 # A worker killed before writing them re-sends them after the lease expires (the one duplicate window).
 RECORD_BATCH = 20
@@ -57,7 +58,7 @@ class Run:
         self.transports: dict[str, str] = {}  # sender domain -> transport (one lookup per run)
         self.esp = esp.EspSession()
         self.prepared: dict[int, bytes] = {}
-        self.dkim_keys: dict[str, dkim.DkimKey | None] = {}
+        self.dkim_keys: dict[str, dkim.DkimKey] | None = None
         self.delivered = 0
         self.unfinished: set[str] = set()  # domains drain() left with due mail (see wake: woken again)
         self.unrecorded: list[_Sent] = []  # sent, results not yet written (see RECORD_BATCH)
@@ -93,13 +94,21 @@ class Run:
         return self.delivered
 
     def due(self, limit: int = claims.CLAIM_BATCH) -> int:
-        """Deliver due rows of the domain that has waited longest; returns how many rows were handled."""
-        domain = claims.next_due_domain()
-        if domain is None:
-            return 0
-        rows = claims.claim(self.owner, domain=domain, limit=limit)
-        self.deliver(rows)
-        return len(rows)
+        """Deliver due rows of the domain that has waited longest; returns how many rows were handled (0: none due).
+
+        Runs started together all see the same longest-waiting domain; those that
+        find its rows taken look again (the taken rows are no longer due), rather
+        than report nothing due while other domains wait.
+        """
+        for _ in range(DUE_LOOKS):
+            domain = claims.next_due_domain()
+            if domain is None:
+                return 0
+            rows = claims.claim(self.owner, domain=domain, limit=limit)
+            if rows:
+                self.deliver(rows)
+                return len(rows)
+        return 0
 
     def _drain(self, domain: str, more: bool = True) -> bool:
         """Due mail to `domain` over the run's connection to it, until a claim comes back short of its limit.
@@ -156,6 +165,8 @@ class Run:
 
     def _prepared(self, message: OutboundMessage) -> bytes:
         if message.pk not in self.prepared:
+            if self.dkim_keys is None:
+                self.dkim_keys = dkim.signing_keys()  # once per run: a new key signs from the next run on
             self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
         return self.prepared[message.pk]
 
