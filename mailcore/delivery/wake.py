@@ -43,7 +43,16 @@ _client_lock = threading.Lock()
 _clients: dict[str, redis.Redis] = {}  # by broker URL
 _pending: queue.SimpleQueue[tuple[int | None, list[str]]] = queue.SimpleQueue()
 _thread: threading.Thread | None = None
-_thread_pid = 0
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (Celery prefork, gunicorn) starts with no waker, nothing pending and free locks."""
+    global _client_lock, _pending, _thread
+    _client_lock, _pending, _thread = threading.Lock(), queue.SimpleQueue(), None
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def wake(message_id: int | None, domains: Iterable[str] = ()) -> None:
@@ -66,14 +75,13 @@ def wake(message_id: int | None, domains: Iterable[str] = ()) -> None:
 
 
 def _waker() -> queue.SimpleQueue[tuple[int | None, list[str]]]:
-    """This process's wake-up queue, its thread started on first use (and again in a forked child)."""
-    global _thread, _thread_pid
+    """This process's wake-up queue, its thread started on first use."""
+    global _thread
     with _client_lock:
-        if _thread is None or _thread_pid != os.getpid() or not _thread.is_alive():
+        if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_send_forever, args=(_pending,), name="delivery-waker", daemon=True)
-            _thread_pid = os.getpid()
             _thread.start()
-    return _pending
+        return _pending
 
 
 def _send_forever(pending: queue.SimpleQueue[tuple[int | None, list[str]]]) -> None:
