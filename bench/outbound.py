@@ -222,6 +222,8 @@ def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
             delete_queue(env["CELERY_BROKER_URL"], env["CELERY_TASK_DEFAULT_QUEUE"])
         for process in workers:
             stop_worker(process)
+        if mode == "celery":  # and again: a stopping worker puts back the tasks it had reserved
+            delete_queue(env["CELERY_BROKER_URL"], env["CELERY_TASK_DEFAULT_QUEUE"])
     return json.loads(output.strip().splitlines()[-1])
 
 
