@@ -46,7 +46,7 @@ lint: $(STAMP)
 bench: deps-debian setup
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/smtp_inbound.py
-	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/imap.py
 	$(BIN)/python bench/pop3.py
 	$(BIN)/python bench/webmail.py

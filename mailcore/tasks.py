@@ -12,16 +12,23 @@ from django.db import close_old_connections, connection
 
 from mailcore import importjobs
 from mailcore.delivery import claims, operator, worker
+from mailcore.delivery.wake import taken
 
 log = logging.getLogger(__name__)
 
 
 @shared_task(name="mailcore.tasks.deliver_message", ignore_result=True)
-def deliver_message(message_id: int) -> int:
-    """Deliver what is due of one outbound message (and other due mail to the same domains)."""
+def deliver_message(message_id: int | None, domains: list[str] | None = None) -> int:
+    """Deliver what is due of one outbound message, then other due mail to `domains` (default: its own).
+
+    A wake-up for `domains` (mailcore.delivery.wake) is marked pending until this
+    task starts: the marks go first, so whatever is queued meanwhile is claimed below.
+    """
+    if domains:
+        taken(domains)
     if not connection.in_atomic_block:  # never under a caller's transaction (an eager call)
         close_old_connections()  # the kept connection: past CONN_MAX_AGE or broken -> closed; else pinged first
-    return worker.deliver_message(message_id)
+    return worker.deliver_message(message_id, domains)
 
 
 @shared_task(name="mailcore.tasks.sweep_queue", ignore_result=True)

@@ -9,15 +9,16 @@ A lease that expires (a killed worker) makes its rows due again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar, cast
 
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import Q
+from django.db.models import Field, Q
 from django.utils import timezone
 
 from mailcore.conf import conf
@@ -56,15 +57,18 @@ def _bookkeeping() -> Iterator[None]:
 
 
 def claim(owner: str, *, message_id: int | None = None, domain: str | None = None,
-          limit: int = CLAIM_BATCH) -> list[OutboundRecipient]:
-    """Lease up to `limit` due rows (of one message or one domain when given) to `owner`."""
+          domains: Sequence[str] = (), limit: int = CLAIM_BATCH) -> list[OutboundRecipient]:
+    """Lease up to `limit` due rows to `owner`: of one message and/or of the given domain(s) (either, when both)."""
     now = timezone.now()
+    wanted = list(domains) + ([domain] if domain is not None else [])
     with _bookkeeping():
         rows = R.objects.select_for_update(skip_locked=True).filter(_due(now))
-        if message_id is not None:
+        if message_id is not None and wanted:
+            rows = rows.filter(Q(message_id=message_id) | Q(domain__in=wanted))
+        elif message_id is not None:
             rows = rows.filter(message_id=message_id)
-        if domain is not None:
-            rows = rows.filter(domain=domain)
+        elif wanted:
+            rows = rows.filter(domain__in=wanted)
         ids = list(rows.order_by("next_attempt_at", "id").values_list("id", flat=True)[:limit])
         if ids:
             R.objects.filter(id__in=ids).update(
@@ -132,13 +136,53 @@ def reconnecting(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+@dataclasses.dataclass
+class Result:
+    """One recipient's outcome from one attempt, to be recorded by `record_many`."""
+
+    row: OutboundRecipient
+    outcome: Outcome
+    transport: str = ""
+
+
 @reconnecting
-def record(row: OutboundRecipient, outcome: Outcome, owner: str, transport: str = "") -> str:
-    """Store one attempt's outcome and its history row; return the row's new state. Only the lease holder writes."""
+def record_many(results: Sequence[Result], owner: str) -> list[str]:
+    """Store attempts' outcomes and history rows in one transaction; the rows' new states, in order.
+
+    Only rows still leased to `owner` are written (a row whose lease ran out and
+    was claimed by another worker is left to it: its state is returned as sending).
+    Plain SQL: one UPDATE per row sent as one batch (psycopg pipelines
+    `executemany`), and one multi-row INSERT of the history.
+    """
+    if not results:
+        return []
     now = timezone.now()
+    changes = [_result_fields(r, now) for r in results]
+    with _bookkeeping():
+        ours = _still_leased([r.row.pk for r in results], owner)
+        written = [(r, f) for r, f in zip(results, changes, strict=True) if r.row.pk in ours]
+        _update_results(written, owner, now)
+        DeliveryAttempt.objects.bulk_create([
+            DeliveryAttempt(
+                recipient_id=r.row.pk, message_id=r.row.message_id, address=r.row.address, attempted_at=now,
+                transport=r.transport, mx_host=r.outcome.host[:255], reply=r.outcome.reply[:2000],
+                outcome=str(f["state"]),
+            )
+            for r, f in written
+        ])
+    states = []
+    for result, fields in zip(results, changes, strict=True):
+        for name, value in fields.items():
+            setattr(result.row, name, value)
+        states.append(str(fields["state"]) if result.row.pk in ours else R.SENDING)
+    return states
+
+
+def _result_fields(result: Result, now: dt.datetime) -> dict[str, object]:
+    row, outcome = result.row, result.outcome
     fields: dict[str, object] = {
         "attempts": row.attempts + 1, "last_reply": outcome.reply[:2000], "mx_host": outcome.host[:255],
-        "lease_owner": "", "lease_expires_at": None,
+        "lease_owner": "", "lease_expires_at": None, "next_attempt_at": row.next_attempt_at, "updated_at": now,
     }
     if outcome.kind == DELIVERED:
         fields["state"] = R.DELIVERED
@@ -149,17 +193,34 @@ def record(row: OutboundRecipient, outcome: Outcome, owner: str, transport: str 
     else:
         fields["state"] = R.DEFERRED
         fields["next_attempt_at"] = now + dt.timedelta(seconds=retry_delay(row.attempts + 1))
-    with _bookkeeping():
-        updated = R.objects.filter(pk=row.pk, lease_owner=owner).update(**fields)
-        if updated:
-            DeliveryAttempt.objects.create(
-                recipient_id=row.pk, message_id=row.message_id, address=row.address, attempted_at=now,
-                transport=transport, mx_host=outcome.host[:255], reply=outcome.reply[:2000],
-                outcome=str(fields["state"]),
-            )
-    for name, value in fields.items():
-        setattr(row, name, value)
-    return str(fields["state"]) if updated else R.SENDING
+    return fields
+
+
+def _still_leased(ids: list[int], owner: str) -> set[int]:
+    """Which of `ids` `owner` still holds, locked until the commit (PostgreSQL; SQLite's lock is the whole database)."""
+    rows = R.objects.filter(pk__in=ids, lease_owner=owner)
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update()
+    return set(rows.values_list("pk", flat=True))
+
+
+_RESULT_COLUMNS = ("attempts", "last_reply", "mx_host", "lease_owner", "lease_expires_at", "next_attempt_at",
+                   "state", "updated_at")
+
+
+def _update_results(written: list[tuple[Result, dict[str, object]]], owner: str, now: dt.datetime) -> None:
+    if not written:
+        return
+    fields = [cast("Field[Any, Any]", R._meta.get_field(name)) for name in _RESULT_COLUMNS]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
+    statement = f"UPDATE {quote(R._meta.db_table)} SET {assignments} WHERE id = %s AND lease_owner = %s"
+    params = [
+        [f.get_db_prep_save(values[f.name], connection) for f in fields] + [result.row.pk, owner]
+        for result, values in written
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, params)
 
 
 @reconnecting

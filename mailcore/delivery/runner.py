@@ -73,9 +73,13 @@ async def _deliver_until_idle(loop: asyncio.AbstractEventLoop, executor: ThreadP
 
 
 def _deliver_due_in_thread(batch: int) -> int:
+    """Batches until nothing is due (no thread waits for the slowest of a round); how many rows were handled."""
     close_old_connections()
+    handled = 0
     try:
-        return worker.deliver_due(batch)
+        while done := worker.deliver_due(batch):
+            handled += done
+        return handled
     finally:
         connections.close_all()  # pool threads outlive the runner; leave no idle database session behind
 

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -34,6 +35,12 @@ R = OutboundRecipient
 MAX_RECIPIENTS_PER_TRANSACTION = 100
 MAX_TRANSACTIONS_PER_CONNECTION = 500  # then reconnect, so one domain cannot hold a worker forever
 DRAIN_BATCH = 50
+DUE_LOOKS = 5  # Run.due: domains tried when another run took the rows first
+# Results of up to this many transactions (or of RECORD_SECONDS) are written in one database transaction.
+# A worker killed before writing them re-sends them after the lease expires (the one duplicate window).
+RECORD_BATCH = 20
+RECORD_SECONDS = 1.0
+_Sent = tuple[OutboundMessage, list[OutboundRecipient], dict[str, Outcome], str]  # message, rows, outcomes, transport
 
 
 def new_owner() -> str:
@@ -51,8 +58,11 @@ class Run:
         self.transports: dict[str, str] = {}  # sender domain -> transport (one lookup per run)
         self.esp = esp.EspSession()
         self.prepared: dict[int, bytes] = {}
-        self.dkim_keys: dict[str, dkim.DkimKey | None] = {}
+        self.dkim_keys: dict[str, dkim.DkimKey] | None = None
         self.delivered = 0
+        self.unfinished: set[str] = set()  # domains drain() left with due mail (see wake: woken again)
+        self.unrecorded: list[_Sent] = []  # sent, results not yet written (see RECORD_BATCH)
+        self.unrecorded_since = 0.0
 
     def __enter__(self) -> Run:
         return self
@@ -66,43 +76,72 @@ class Run:
 
     # Claim and deliver -----------------------------------------------------
 
-    def message(self, message_id: int) -> int:
-        """Deliver what is due of one message, then other due mail to the same domains (reuse)."""
-        rows = claims.claim(self.owner, message_id=message_id)
+    def message(self, message_id: int | None, domains: Iterable[str] | None = None) -> int:
+        """Deliver what is due of one message (when given) and of `domains`; then drain them while connections last.
+
+        Without `domains`, those of the message's own rows. Domains that could
+        not be drained to the end are left in `self.unfinished`.
+        """
+        wanted = list(dict.fromkeys(domains)) if domains is not None else []
+        limit = claims.CLAIM_BATCH if message_id is not None else DRAIN_BATCH  # a message's rows all at once
+        rows = claims.claim(self.owner, message_id=message_id, domains=wanted, limit=limit)
         self.deliver(rows)
-        self.drain({r.domain for r in rows})
+        # A claim short of its limit took everything of `wanted` that was due: no need to ask again.
+        more = domains is None or len(rows) >= limit
+        for domain in wanted or dict.fromkeys(r.domain for r in rows):
+            if not self._drain(domain, more):
+                self.unfinished.add(domain)
         return self.delivered
 
     def due(self, limit: int = claims.CLAIM_BATCH) -> int:
-        """Deliver due rows of the domain that has waited longest; returns how many rows were handled."""
-        domain = claims.next_due_domain()
-        if domain is None:
-            return 0
-        rows = claims.claim(self.owner, domain=domain, limit=limit)
-        self.deliver(rows)
-        return len(rows)
+        """Deliver due rows of the domain that has waited longest; returns how many rows were handled (0: none due).
 
-    def drain(self, domains: Iterable[str]) -> None:
-        for domain in domains:
-            while self._reusable(domain):
-                rows = claims.claim(self.owner, domain=domain, limit=DRAIN_BATCH)
-                if not rows:
-                    break
+        Runs started together all see the same longest-waiting domain; those that
+        find its rows taken look again (the taken rows are no longer due), rather
+        than report nothing due while other domains wait.
+        """
+        for _ in range(DUE_LOOKS):
+            domain = claims.next_due_domain()
+            if domain is None:
+                return 0
+            rows = claims.claim(self.owner, domain=domain, limit=limit)
+            if rows:
                 self.deliver(rows)
+                return len(rows)
+        return 0
+
+    def _drain(self, domain: str, more: bool = True) -> bool:
+        """Due mail to `domain` over the run's connection to it, until a claim comes back short of its limit.
+
+        True when nothing due is left; False when the connection broke or wore out first.
+        """
+        first = domain not in self.routes  # nothing sent there in this run yet: one message opens the way
+        while more and (first or self._reusable(domain)):
+            limit = 1 if first else DRAIN_BATCH
+            rows = claims.claim(self.owner, domain=domain, limit=limit)
+            self.deliver(rows)
+            more, first = len(rows) >= limit, False
+        return not more
 
     def _reusable(self, domain: str) -> bool:
         connection = self.connections.get(self.routes.get(domain, ""))
         return bool(connection and not connection.broken and connection.transactions < MAX_TRANSACTIONS_PER_CONNECTION)
 
     def deliver(self, rows: list[OutboundRecipient]) -> None:
-        """One transaction per message and route: per recipient domain over SMTP, all recipients for an ESP."""
+        """One transaction per message and route: per recipient domain over SMTP, all recipients for an ESP.
+
+        Results are written in batches (`record`), and always before this returns.
+        """
         groups: dict[tuple[int, str, str], list[OutboundRecipient]] = defaultdict(list)
         for row in rows:
             way = transport.for_sender(row.message.sender, self.transports)
             groups[(row.message_id, way, "" if way == transport.ANYMAIL else row.domain)].append(row)
-        for (_, way, domain), group in groups.items():
-            for start in range(0, len(group), MAX_RECIPIENTS_PER_TRANSACTION):
-                self._transaction(way, domain, group[start : start + MAX_RECIPIENTS_PER_TRANSACTION])
+        try:
+            for (_, way, domain), group in groups.items():
+                for start in range(0, len(group), MAX_RECIPIENTS_PER_TRANSACTION):
+                    self._transaction(way, domain, group[start : start + MAX_RECIPIENTS_PER_TRANSACTION])
+        finally:
+            self.record()
 
     def _transaction(self, way: str, domain: str, rows: list[OutboundRecipient]) -> None:
         message = rows[0].message
@@ -118,10 +157,16 @@ class Run:
         except store.StorageFailure as err:
             log.exception("outbound #%s: blob %s unreadable", message.pk, message.blob)
             outcomes = {r.address: temporary("4.3.0", f"queue file unreadable: {err}").outcome for r in rows}
-        self._record(message, rows, outcomes, way)
+        if not self.unrecorded:
+            self.unrecorded_since = time.monotonic()
+        self.unrecorded.append((message, rows, outcomes, way))
+        if len(self.unrecorded) >= RECORD_BATCH or time.monotonic() - self.unrecorded_since >= RECORD_SECONDS:
+            self.record()
 
     def _prepared(self, message: OutboundMessage) -> bytes:
         if message.pk not in self.prepared:
+            if self.dkim_keys is None:
+                self.dkim_keys = dkim.signing_keys()  # once per run: a new key signs from the next run on
             self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
         return self.prepared[message.pk]
 
@@ -149,23 +194,26 @@ class Run:
 
     # Results ---------------------------------------------------------------
 
-    def _record(self, message: OutboundMessage, rows: list[OutboundRecipient], outcomes: dict[str, Outcome],
-                way: str) -> None:
-        failed, delayed = [], []
-        for row in rows:
-            outcome = outcomes[row.address]
-            state = claims.record(row, outcome, self.owner, transport=way)
-            _account_for(message, row, state, outcome)
-            if state == R.DELIVERED:
-                self.delivered += 1
-            elif state in (R.BOUNCED, R.EXPIRED):
-                failed.append(row)
-            elif state == R.DEFERRED and claims.needs_delay_warning(row, timezone.now()):
-                delayed.append(row)
-        dsn.notify_sender(message, failed, dsn.FAILED)
-        if delayed:
-            dsn.notify_sender(message, delayed, dsn.DELAYED)
-            claims.mark_delay_notified(delayed)
+    def record(self) -> None:
+        """Write the results of what was sent (one database transaction), then log, count and notify."""
+        sent, self.unrecorded = self.unrecorded, []
+        results = [claims.Result(row, outcomes[row.address], way) for _, rows, outcomes, way in sent for row in rows]
+        states = iter(claims.record_many(results, self.owner))
+        for message, rows, outcomes, _ in sent:
+            failed, delayed = [], []
+            for row in rows:
+                outcome, state = outcomes[row.address], next(states)
+                _account_for(message, row, state, outcome)
+                if state == R.DELIVERED:
+                    self.delivered += 1
+                elif state in (R.BOUNCED, R.EXPIRED):
+                    failed.append(row)
+                elif state == R.DEFERRED and claims.needs_delay_warning(row, timezone.now()):
+                    delayed.append(row)
+            dsn.notify_sender(message, failed, dsn.FAILED)
+            if delayed:
+                dsn.notify_sender(message, delayed, dsn.DELAYED)
+                claims.mark_delay_notified(delayed)
 
 
 def _account_for(message: OutboundMessage, row: OutboundRecipient, state: str, outcome: Outcome) -> None:
@@ -218,10 +266,18 @@ def _relay_host() -> MXHost:
         raise temporary("4.4.3", f"smarthost {host}: {err}") from err
 
 
-def deliver_message(message_id: int) -> int:
-    """Entry point for a wake-up about one message; returns how many recipients were delivered."""
+def deliver_message(message_id: int | None, domains: Iterable[str] | None = None) -> int:
+    """Entry point for a wake-up about one message and its domains; returns how many recipients were delivered.
+
+    Domains left with due mail (the connection broke or wore out) are woken again.
+    """
+    from mailcore.delivery.wake import wake  # not at the top: wake -> runner -> worker
+
     with Run() as run:
-        return run.message(message_id)
+        delivered = run.message(message_id, domains)
+    if run.unfinished:
+        wake(None, sorted(run.unfinished))
+    return delivered
 
 
 def deliver_due(limit: int = claims.CLAIM_BATCH) -> int:

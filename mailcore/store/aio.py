@@ -67,13 +67,13 @@ def _call_in_thread(fn: Callable[..., R], *args: object, **kwargs: object) -> R:
     return fn(*args, **kwargs)
 
 
-_ALLOWED_MODULES = ("mailcore.store", "mailcore.directory", "mailcore.auth", "mailcore.smtp")
+_ALLOWED_MODULES = ("mailcore.store", "mailcore.directory", "mailcore.auth", "mailcore.smtp", "mailcore.delivery.queue")
 
 
 def _check_allowed(fn: Callable[..., Any]) -> None:
     module = getattr(fn, "__module__", "") or ""
     if not module.startswith(_ALLOWED_MODULES):
-        raise TypeError(f"{fn!r} is not a mailcore store, directory, auth or SMTP policy function")
+        raise TypeError(f"{fn!r} is not a mailcore store, directory, auth, SMTP policy or queue function")
 
 
 async def run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -34,6 +34,16 @@ def private_celery_queue() -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
+def no_pending_wake_marks_after_the_test() -> Iterator[None]:
+    """Tests send tasks no worker takes: their domains' pending marks (mailcore/delivery/wake.py) must not
+    silence the next test's wake-ups. Only this run's own keys go (its private queue's)."""
+    yield
+    from mailcore.delivery.wake import forget_pending
+
+    forget_pending()
+
+
+@pytest.fixture(autouse=True)
 def no_pooled_connections_after_the_test() -> Iterator[None]:
     """Connections a test's runs kept open (mailcore/delivery/pool.py) are closed when it ends."""
     yield

@@ -117,9 +117,11 @@ def test_a_real_celery_worker_delivers_queued_mail(remote, settings, blob_dir, d
         ids = [queue.enqueue(MESSAGE, "alice@example.test", [f"u{n}@remote.test"]) for n in range(5)]
         assert wait_for(lambda: len(remote.messages) == 5, 60)
         assert wait_for(lambda: OutboundRecipient.objects.filter(message_id__in=ids, state="delivered").count() == 5)
+        # A lost wake-up, to a domain of its own: a task still draining remote.test would take it too.
+        dns_server.records["late.test"] = {"MX": ["10 mx.remote.test."]}
         hooks, queue._wake_hooks[:] = list(queue._wake_hooks), []
-        try:  # a lost wake-up: only the sweep's task reaches the worker
-            lost = queue.enqueue(MESSAGE, "alice@example.test", ["lost@remote.test"])
+        try:  # only the sweep's task reaches the worker
+            lost = queue.enqueue(MESSAGE, "alice@example.test", ["lost@late.test"])
         finally:
             queue._wake_hooks[:] = hooks
         time.sleep(0.5)

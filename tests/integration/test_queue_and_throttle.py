@@ -10,14 +10,14 @@ from mailcore.store import blobs
 
 def test_enqueue_commits_one_blob_and_a_row_per_recipient(db, django_capture_on_commit_callbacks):
     woken = []
-    queue.on_enqueue(woken.append)
+    queue.on_enqueue(lambda message_id, domains: woken.append((message_id, domains)))
     with django_capture_on_commit_callbacks(execute=True):
         message_id = queue.enqueue(b"Subject: x\n\nbody\n", "alice@example.test", ["a@one.test", "B@Two.test"])
     message = OutboundMessage.objects.get(pk=message_id)
     rows = list(OutboundRecipient.objects.filter(message=message).order_by("address").values_list("address", "domain", "state"))
     assert rows == [("B@two.test", "two.test", "queued"), ("a@one.test", "one.test", "queued")]
     assert blobs.get(message.blob) == b"Subject: x\r\n\r\nbody\r\n"
-    assert woken == [message_id] and not message.smtputf8
+    assert woken == [(message_id, ["one.test", "two.test"])] and not message.smtputf8
 
 
 def test_enqueue_marks_smtputf8_and_refuses_bad_recipients(db):

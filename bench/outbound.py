@@ -5,17 +5,22 @@ is one aiosmtpd receiver on loopback. Modes: the embedded in-process runner
 (SQLite, MAIL_DELIVERY_WORKERS=4) and, when CELERY_BROKER_URL is set and
 PostgreSQL is reachable, 4 Celery worker processes. The baseline in the same
 run is the receiver's own ceiling: 4 smtplib clients, one connection each,
-sending straight to it. Each mode is measured twice: the pipeline (4 submitters
-enqueue, fsynced, while delivery runs; to the last 250) and the backlog (as many
-messages again queued with no wake-up, then one sweep: delivery alone).
+sending straight to it, measured first and last (the ratios use the mean).
+Each mode is measured twice: the pipeline (4 submitters enqueue through the
+store's group commit as runmail's submission sessions do, each message durable
+before the next; delivery runs meanwhile; to the last 250) and the backlog (as
+many messages again queued with no wake-up, then one sweep: delivery alone).
+Each figure comes with the CPU ms per message of the bench's own processes.
 Prints one JSON document.
-Usage: python bench/delivery.py [--messages N]   (the issue's full run: --messages 2000)
+Usage: python bench/outbound.py [--messages N]   (the issue's full run: --messages 2000)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import smtplib
 import subprocess
 import sys
@@ -33,6 +38,32 @@ DOMAINS = 20
 WORKERS = 4
 PG_URL = "postgres://postgres@127.0.0.1:5432/{name}"
 TIME_LIMIT = 120.0  # seconds per mode
+ENQUEUE_WAY = "BENCH_ENQUEUE"  # group (the default) or direct, for the child
+WORKER_PID = "BENCH_WORKER_PID"  # the Celery worker's main process, for the child's CPU accounting
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and every live descendant (Linux /proc)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process (every thread) and of the Celery worker processes, when there are some."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    worker = int(os.environ.get(WORKER_PID) or 0)
+    return usage.ru_utime + usage.ru_stime + (process_tree_cpu(worker) if worker else 0.0)
 
 
 def message(n: int) -> bytes:
@@ -45,20 +76,20 @@ def recipient(n: int) -> str:
     return f"u{n}@d{n % DOMAINS}.test"
 
 
-def ceiling(port: int, total: int) -> float:
-    """The receiver alone: WORKERS clients, one connection each, back to back."""
+def ceiling(port: int, total: int) -> tuple[float, float]:
+    """The receiver alone: WORKERS clients, one connection each, back to back; rate and CPU ms per message."""
     def client(start: int) -> None:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
             for n in range(start, total, WORKERS):
                 smtp.sendmail("alice@example.test", [recipient(n)], message(n))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(WORKERS)]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_now()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return total / (time.perf_counter() - started)
+    return total / (time.perf_counter() - started), (cpu_now() - cpu_started) * 1000 / total
 
 
 def child(total: int, mode: str) -> dict[str, float]:
@@ -69,27 +100,33 @@ def child(total: int, mode: str) -> dict[str, float]:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connections
 
     from mailcore.delivery import queue, runner
     from mailcore.models import OutboundRecipient
+    from mailcore.store import aio
 
     call_command("migrate", verbosity=0)
 
-    def enqueue_share(start: int, offset: int = 0) -> None:
-        try:
+    async def submit_all(offset: int = 0) -> None:
+        """WORKERS submitters at once, as the ceiling has WORKERS clients; each waits until its message is durable.
+
+        They enqueue as runmail's SMTP submission sessions do: through the store's
+        group commit (`aio.run_durable`), so concurrent enqueues share one fsync and COMMIT.
+        """
+        grouped = os.environ.get(ENQUEUE_WAY, "group") == "group"
+
+        async def submitter(start: int) -> None:
             for n in range(offset + start, offset + total, WORKERS):
-                queue.enqueue(message(n), "alice@example.test", [recipient(n)])
-        finally:
-            connections.close_all()
+                args = (message(n), "alice@example.test", [recipient(n)])
+                if grouped:
+                    await aio.run_durable(queue.enqueue, *args)
+                else:  # --enqueue direct: each submitter its own transaction and fsync, in a thread of its own
+                    await asyncio.to_thread(queue.enqueue, *args)
+
+        await asyncio.gather(*(submitter(i) for i in range(WORKERS)))
 
     def enqueue_all(offset: int = 0) -> None:
-        """WORKERS submitters at once, as the ceiling has WORKERS clients (each enqueue is fsynced)."""
-        threads = [threading.Thread(target=enqueue_share, args=(i, offset)) for i in range(WORKERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        asyncio.run(submit_all(offset))
 
     timing: dict[str, float] = {}
 
@@ -99,7 +136,8 @@ def child(total: int, mode: str) -> dict[str, float]:
     async def embedded() -> float:
         job = asyncio.create_task(runner.delivery_runner())
         started = time.perf_counter()
-        await asyncio.to_thread(enqueue_all)
+        timing["cpu_started"] = cpu_now()
+        await submit_all()
         timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
         while await asyncio.to_thread(delivered) < total and time.perf_counter() - started < TIME_LIMIT:
             await asyncio.sleep(0.05)
@@ -112,20 +150,26 @@ def child(total: int, mode: str) -> dict[str, float]:
         elapsed = asyncio.run(embedded())
     else:
         started = time.perf_counter()
+        timing["cpu_started"] = cpu_now()
         enqueue_all()
         timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
         while delivered() < total and time.perf_counter() - started < TIME_LIMIT:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+    cpu = cpu_now() - timing.pop("cpu_started")
     done = delivered()
     result = {"messages_per_second": round(done / elapsed, 1), "delivered": done, "seconds": round(elapsed, 2),
-              **timing}
-    result["backlog_messages_per_second"] = backlog(total, mode, enqueue_all, delivered)
+              **timing, "cpu_ms_per_message": round(cpu * 1000 / max(done, 1), 2)}
+    rate, cpu = backlog(total, mode, enqueue_all, delivered)
+    result.update(backlog_messages_per_second=rate, backlog_cpu_ms_per_message=cpu)
     return result
 
 
-def backlog(total: int, mode: str, enqueue_all, delivered) -> float:  # type: ignore[no-untyped-def]
-    """Delivery alone: `total` more messages queued with no wake-up, then one sweep; rate to the last 250."""
+def backlog(total: int, mode: str, enqueue_all, delivered) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Delivery alone: `total` more messages queued with no wake-up, then one sweep; rate to the last 250.
+
+    Returns the rate and the CPU milliseconds per message spent meanwhile.
+    """
     import asyncio
 
     from mailcore.delivery import queue, runner
@@ -137,6 +181,7 @@ def backlog(total: int, mode: str, enqueue_all, delivered) -> float:  # type: ig
     finally:
         queue._wake_hooks[:] = hooks
     goal = 2 * total
+    cpu_started = cpu_now()
 
     async def embedded() -> float:
         started = time.perf_counter()
@@ -156,7 +201,8 @@ def backlog(total: int, mode: str, enqueue_all, delivered) -> float:  # type: ig
         while delivered() < goal and time.perf_counter() - started < TIME_LIMIT:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-    return round((delivered() - total) / elapsed, 1)
+    done = delivered() - total
+    return round(done / elapsed, 1), round((cpu_now() - cpu_started) * 1000 / max(done, 1), 2)
 
 
 def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
@@ -166,17 +212,34 @@ def run_mode(mode: str, total: int, env: dict[str, str]) -> dict[str, float]:
                    "--without-gossip", "--without-mingle", "--loglevel=WARNING", "-Q", env["CELERY_TASK_DEFAULT_QUEUE"]]
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], env=env, cwd=ROOT, check=True)
         workers.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL))
+        env = {**env, WORKER_PID: str(workers[-1].pid)}
         time.sleep(3)  # let the pool start
     try:
         output = subprocess.run([sys.executable, __file__, "--child", mode, "--messages", str(total)],
                                 env=env, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     finally:
+        if mode == "celery":  # first, so the workers stop idle: the sweep's no-op tasks are still queued
+            delete_queue(env["CELERY_BROKER_URL"], env["CELERY_TASK_DEFAULT_QUEUE"])
         for process in workers:
-            process.terminate()
-            process.wait(30)
-        if mode == "celery":
+            stop_worker(process)
+        if mode == "celery":  # and again: a stopping worker puts back the tasks it had reserved
             delete_queue(env["CELERY_BROKER_URL"], env["CELERY_TASK_DEFAULT_QUEUE"])
     return json.loads(output.strip().splitlines()[-1])
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    """Warm shutdown; if it hangs (billiard's pool children can wait 30 s for the parent to read their
+    last results), SIGKILL the pool children and the worker, all of them processes this bench started."""
+    process.terminate()
+    try:
+        process.wait(45)
+    except subprocess.TimeoutExpired:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        process.kill()
+        process.wait(10)
 
 
 def delete_queue(broker: str, name: str) -> None:
@@ -201,6 +264,10 @@ def psql(sql: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--only", choices=["embedded", "celery"], help="run one mode only (profiling)")
+    parser.add_argument("--enqueue", choices=["group", "direct"], default="group",
+                        help="group: through the store's group commit, as SMTP submission (default); "
+                             "direct: one transaction per message, for comparison")
     parser.add_argument("--child", choices=["embedded", "celery"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -217,22 +284,26 @@ def main() -> None:
         try:
             report: dict[str, object] = {
                 "benchmark": "outbound delivery, enqueue to the receiver's 250",
-                "message_bytes": MESSAGE_SIZE, "messages": args.messages, "domains": DOMAINS, "workers": WORKERS,
+                "message_bytes": MESSAGE_SIZE, "messages": args.messages, "enqueue": args.enqueue,
+                "domains": DOMAINS, "workers": WORKERS,
                 "unit": "messages per second",
-                "baseline_receiver_ceiling": round(ceiling(receiver.port, args.messages), 1),
             }
+            first_rate, cpu = ceiling(receiver.port, args.messages)
+            # The receiver and its 4 clients, all in this process.
+            report.update(baseline_cpu_ms_per_message=round(cpu, 2))
             base_env = {
                 **os.environ, "PYTHONPATH": str(ROOT), "MAIL_DNS_NAMESERVERS": dns_server.nameserver,
                 "MAIL_OUTBOUND_PORT": str(receiver.port), "MAIL_ALLOW_PRIVATE_MX": "1",
-                "MAIL_DELIVERY_WORKERS": str(WORKERS), "LOG_LEVEL": "WARNING",
+                "MAIL_DELIVERY_WORKERS": str(WORKERS), "LOG_LEVEL": "WARNING", ENQUEUE_WAY: args.enqueue,
             }
             base_env.pop("REDIS_URL", None)
             with tempfile.TemporaryDirectory() as var:
                 env = {**base_env, "MAIL_VAR_DIR": var, "CELERY_BROKER_URL": ""}
                 env.pop("DATABASE_URL", None)
-                report["embedded_sqlite"] = run_mode("embedded", args.messages, env)
-            name = f"mail_bench_delivery_{os.getpid()}"
-            if broker and psql(f"CREATE DATABASE {name}"):
+                if args.only in (None, "embedded"):
+                    report["embedded_sqlite"] = run_mode("embedded", args.messages, env)
+            name = f"mail_bench_outbound_{os.getpid()}"
+            if broker and args.only in (None, "celery") and psql(f"CREATE DATABASE {name}"):
                 try:
                     with tempfile.TemporaryDirectory() as var:
                         env = {**base_env, "MAIL_VAR_DIR": var, "CELERY_BROKER_URL": broker,
@@ -240,6 +311,10 @@ def main() -> None:
                         report["celery_postgresql"] = run_mode("celery", args.messages, env)
                 finally:
                     psql(f"DROP DATABASE {name}")
+            # Measured again at the end, as the other load on a shared machine moves it; the ratios use the mean.
+            last_rate, _ = ceiling(receiver.port, args.messages)
+            report.update(baseline_receiver_ceiling=round((first_rate + last_rate) / 2, 1),
+                          baseline_receiver_ceiling_first_last=[round(first_rate, 1), round(last_rate, 1)])
         finally:
             receiver.stop()
     ceiling_rate = float(report["baseline_receiver_ceiling"])  # type: ignore[arg-type]
