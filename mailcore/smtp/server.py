@@ -360,8 +360,8 @@ class SMTPServer(SMTP):
         if simple is None:  # anything but <dot-atom@dot-atom>: aiosmtpd's full parser
             try:
                 return super()._getaddr(arg)
-            except (IndexError, ValueError):  # the stdlib parser fails so on some input, e.g. a lone "<"
-                return None, None  # aiosmtpd answers 501 syntax error
+            except Exception:  # noqa: BLE001 - the stdlib parser raises many types on hostile input ("<", "=@[")
+                return None, None  # aiosmtpd answers 553 5.1.3 malformed address
         local, domain, rest = simple.groups()
         if self.local_part_limit and len(local) > self.local_part_limit:
             return None, None

@@ -120,9 +120,10 @@ def test_unknown_verb_is_echoed_safely(mx_port, raw_client):
     assert client.command("X\x7fY") == '500 5.5.1 Command "X?Y" not recognized'
 
 
-@pytest.mark.parametrize("command", [b"MAIL FROM:<", b"MAIL FROM:< ", b"MAIL FROM: <"])
+@pytest.mark.parametrize("command", [b"MAIL FROM:<", b"MAIL FROM:< ", b"MAIL FROM: <", b"MAIL FROM:=@["])
 def test_a_broken_path_is_a_malformed_address_not_a_server_error(mx_port, raw_client, command):
-    # The stdlib address parser raises IndexError on a lone "<"; that is a malformed address (RFC 3463 X.1.3), not 451.
+    # The stdlib address parser raises IndexError on a lone "<" and AttributeError on "=@[": a malformed address
+    # (RFC 3463 X.1.3), not a 451 with a traceback.
     client = raw_client(mx_port)
     client.command("EHLO client.remote.test")
     client.send(command + b"\r\n")
