@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from django.db import close_old_connections, connections, transaction
+from django.db.transaction import TransactionManagementError
 
 from mailcore import directory
 from mailcore.conf import conf
@@ -161,15 +162,19 @@ def _run_batch(jobs: list[_Job], relaxed: bool = False) -> None:
     """Run `jobs` in one transaction: first all together, and when one of them fails, each in a savepoint.
 
     The first pass saves every call a SAVEPOINT and a RELEASE (two round trips on PostgreSQL).
-    When any call raises, that pass is rolled back as a whole (with the on-commit hooks its calls
-    registered) and the batch runs again with a savepoint per call, so one call's failure is its
-    own. Blobs written in the first pass stay on the list of files to fsync, so a second-pass call
-    that finds its blob already there still gets it synced before the commit.
+    When a call raises, that pass is rolled back as a whole (with the on-commit hooks its calls
+    registered); a call alone in its batch gets its error, and a larger batch runs again with a
+    savepoint per call, so one call's failure stays its own. Blobs written in the first pass stay
+    on the list of files to fsync, so a second-pass call that finds its blob already there still
+    gets it synced before the commit.
     """
     _refresh_connections()
     try:
         with blobs.deferred_sync():
-            if len(jobs) == 1 or not _commit(jobs, relaxed, savepoints=False):
+            failure = _commit(jobs, relaxed, savepoints=False)
+            if failure is not None and len(jobs) == 1:
+                jobs[0].error = failure
+            elif failure is not None:
                 _commit(jobs, relaxed, savepoints=True)
     except Exception as err:  # the COMMIT (or the fsync) failed: nothing of this batch is stored
         log.exception("group commit of %d call(s) failed", len(jobs))
@@ -178,11 +183,12 @@ def _run_batch(jobs: list[_Job], relaxed: bool = False) -> None:
 
 
 class _CallFailed(Exception):
-    """A call of the all-together pass raised: roll that pass back and run each call in a savepoint."""
+    """A call of the all-together pass raised (its exception is the cause): that pass is rolled back."""
 
 
-def _commit(jobs: list[_Job], relaxed: bool, savepoints: bool) -> bool:
-    """One pass over `jobs` in one transaction; False when a call failed without savepoints (rolled back)."""
+def _commit(jobs: list[_Job], relaxed: bool, savepoints: bool) -> BaseException | None:
+    """One pass over `jobs` in one transaction; without savepoints, a call's failure rolls it all back
+    and is returned."""
     for job in jobs:
         job.result, job.error = None, None
     try:
@@ -190,11 +196,11 @@ def _commit(jobs: list[_Job], relaxed: bool, savepoints: bool) -> bool:
             for job in jobs:
                 (_run_in_savepoint if savepoints else _run_plain)(job)
             if transaction.get_rollback():  # a call swallowed a failure Django would roll back silently
-                raise _CallFailed
+                raise _CallFailed from TransactionManagementError("a call's changes were marked for rollback")
             blobs.sync_deferred()  # durable blobs before the rows that point to them commit
-    except _CallFailed:
-        return False
-    return True
+    except _CallFailed as failed:
+        return failed.__cause__
+    return None
 
 
 def _run_plain(job: _Job) -> None:

@@ -434,3 +434,19 @@ def test_a_failing_call_sends_the_batch_round_again_in_savepoints_and_every_blob
     from mailcore.mime import to_crlf
 
     assert {blobs.digest_of(to_crlf(first)), blobs.digest_of(to_crlf(second))} <= set(synced)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_alone_in_its_batch_gets_its_own_error_and_no_savepoint(alice):
+    from django.test.utils import CaptureQueriesContext
+
+    gone = store.FolderRef(alice.pk, 10**9, "Gone", 1)
+    [ok] = _jobs((store.deliver, MESSAGE, ["alice@example.test"]))
+    [failing] = _jobs((store.append, gone, MESSAGE))
+    with CaptureQueriesContext(connection) as queries:
+        aio._run_batch([ok])
+    aio._run_batch([failing])
+    assert ok.error is None and ok.result.all_delivered
+    assert isinstance(failing.error, store.NoSuchFolder)
+    assert not [q["sql"] for q in queries if q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))]
+    assert store.uids(inbox(alice)) == [1]
