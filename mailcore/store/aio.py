@@ -175,7 +175,9 @@ def _run_batch(jobs: list[_Job], relaxed: bool = False) -> None:
             if failure is not None and len(jobs) == 1:
                 jobs[0].error = failure
             elif failure is not None:
-                _commit(jobs, relaxed, savepoints=True)
+                failure = _commit(jobs, relaxed, savepoints=True)
+                for job in jobs if failure is not None else ():  # rolled back as a whole after all
+                    job.error = job.error or failure
     except Exception as err:  # the COMMIT (or the fsync) failed: nothing of this batch is stored
         log.exception("group commit of %d call(s) failed", len(jobs))
         for job in jobs:
