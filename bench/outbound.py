@@ -101,7 +101,7 @@ def child(total: int, mode: str) -> dict[str, float]:
     django.setup()
     from django.core.management import call_command
 
-    from mailcore.delivery import queue, runner
+    from mailcore.delivery import queue
     from mailcore.models import OutboundRecipient
     from mailcore.store import aio
 
@@ -133,29 +133,17 @@ def child(total: int, mode: str) -> dict[str, float]:
     def delivered() -> int:
         return OutboundRecipient.objects.filter(state="delivered").count()
 
-    async def embedded() -> float:
-        job = asyncio.create_task(runner.delivery_runner())
-        started = time.perf_counter()
-        timing["cpu_started"] = cpu_now()
+    async def enqueue_timed() -> None:
         await submit_all()
         timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
-        while await asyncio.to_thread(delivered) < total and time.perf_counter() - started < TIME_LIMIT:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        job.cancel()
-        await asyncio.gather(job, return_exceptions=True)
-        return elapsed
 
+    started = time.perf_counter()
+    timing["cpu_started"] = cpu_now()
     if mode == "embedded":
-        elapsed = asyncio.run(embedded())
+        elapsed = asyncio.run(with_runner(total, delivered, started, first=enqueue_timed))
     else:
-        started = time.perf_counter()
-        timing["cpu_started"] = cpu_now()
-        enqueue_all()
-        timing["enqueue_seconds"] = round(time.perf_counter() - started, 2)
-        while delivered() < total and time.perf_counter() - started < TIME_LIMIT:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        asyncio.run(enqueue_timed())
+        elapsed = wait_for(total, delivered, started)
     cpu = cpu_now() - timing.pop("cpu_started")
     done = delivered()
     result = {"messages_per_second": round(done / elapsed, 1), "delivered": done, "seconds": round(elapsed, 2),
@@ -165,6 +153,31 @@ def child(total: int, mode: str) -> dict[str, float]:
     return result
 
 
+async def with_runner(goal: int, delivered, started: float, first=None) -> float:  # type: ignore[no-untyped-def]
+    """The in-process runner on, `first()` awaited, until `goal` messages are delivered; seconds since `started`."""
+    import asyncio
+
+    from mailcore.delivery import runner
+
+    job = asyncio.create_task(runner.delivery_runner())
+    try:
+        if first is not None:
+            await first()
+        while await asyncio.to_thread(delivered) < goal and time.perf_counter() - started < TIME_LIMIT:
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+
+
+def wait_for(goal: int, delivered, started: float) -> float:  # type: ignore[no-untyped-def]
+    """Poll until `goal` messages are delivered (or TIME_LIMIT); seconds since `started`."""
+    while delivered() < goal and time.perf_counter() - started < TIME_LIMIT:
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
 def backlog(total: int, mode: str, enqueue_all, delivered) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """Delivery alone: `total` more messages queued with no wake-up, then one sweep; rate to the last 250.
 
@@ -172,7 +185,7 @@ def backlog(total: int, mode: str, enqueue_all, delivered) -> tuple[float, float
     """
     import asyncio
 
-    from mailcore.delivery import queue, runner
+    from mailcore.delivery import queue
     from mailcore.tasks import sweep_queue
 
     hooks, queue._wake_hooks[:] = list(queue._wake_hooks), []
@@ -183,24 +196,12 @@ def backlog(total: int, mode: str, enqueue_all, delivered) -> tuple[float, float
     goal = 2 * total
     cpu_started = cpu_now()
 
-    async def embedded() -> float:
-        started = time.perf_counter()
-        job = asyncio.create_task(runner.delivery_runner())
-        while await asyncio.to_thread(delivered) < goal and time.perf_counter() - started < TIME_LIMIT:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        job.cancel()
-        await asyncio.gather(job, return_exceptions=True)
-        return elapsed
-
+    started = time.perf_counter()
     if mode == "embedded":
-        elapsed = asyncio.run(embedded())
+        elapsed = asyncio.run(with_runner(goal, delivered, started))
     else:
-        started = time.perf_counter()
         sweep_queue()
-        while delivered() < goal and time.perf_counter() - started < TIME_LIMIT:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        elapsed = wait_for(goal, delivered, started)
     done = delivered() - total
     return round(done / elapsed, 1), round((cpu_now() - cpu_started) * 1000 / max(done, 1), 2)
 
