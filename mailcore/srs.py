@@ -79,7 +79,8 @@ def is_srs(address: Address) -> bool:
 
 
 def _hash(stamp: str, original: Address) -> str:
-    text = f"{stamp}{original.domain}{original.local.lower()}"
+    # Separated, so that no other (domain, local part) gives the same text: a domain has no "=".
+    text = SEPARATOR.join([stamp, original.domain, original.local.lower()])
     digest = salted_hmac("mailcore.srs", text, algorithm="sha256").digest()
     return base64.b32encode(digest).decode("ascii")[:HASH_LENGTH]
 

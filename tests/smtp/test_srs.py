@@ -64,6 +64,8 @@ def test_a_forged_or_expired_address_does_not_reverse(domain, monkeypatch):
     assert srs.reverse(parse_address(f"{forged_hash}@example.test")) is None
     other_sender = rewritten.local.replace("=carol", "=mallory")
     assert srs.reverse(parse_address(f"{other_sender}@example.test")) is None
+    shifted = rewritten.local.replace("=remote.test=carol", "=remote.testc=arol")  # same letters, other address
+    assert srs.reverse(parse_address(f"{shifted}@example.test")) is None
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now + srs.MAX_AGE_DAYS * 86400)
     assert srs.reverse(rewritten) == "carol@remote.test"
