@@ -132,3 +132,31 @@ def test_enqueue_writes_the_message_and_recipient_rows_the_orm_reads_back(remote
             "queued", 0, "", None, False)
         assert row.next_attempt_at == row.created_at == row.updated_at and row.created_at >= message.created_at
     assert claims.due_message_ids() == [message_id]
+
+
+def test_wake_ups_after_a_quiet_spell_go_at_once_and_those_of_a_busy_spell_together():
+    import queue as queues
+    import threading
+    import time
+
+    from mailcore.delivery.wake import next_round
+
+    pending: queues.SimpleQueue = queues.SimpleQueue()
+    rounds: list[list] = []
+
+    def one_round(last_round: float) -> threading.Thread:
+        thread = threading.Thread(target=lambda: rounds.append(next_round(pending, last_round, interval=5.0)[0]))
+        thread.start()
+        return thread
+
+    pending.put((1, ["a.test"]))
+    quiet = one_round(last_round=time.monotonic() - 60)
+    quiet.join(timeout=2.5)  # half the interval: it did not wait for one
+    assert not quiet.is_alive() and rounds == [[(1, ["a.test"])]]
+
+    busy = one_round(last_round=time.monotonic())  # a round has just gone: the next one gathers
+    pending.put((2, ["a.test"]))
+    time.sleep(0.2)
+    pending.put((3, ["b.test"]))
+    busy.join(timeout=30)
+    assert rounds[1] == [(2, ["a.test"]), (3, ["b.test"])]
