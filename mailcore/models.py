@@ -218,6 +218,9 @@ class OutboundMessage(models.Model):
     sender = models.CharField(max_length=320, blank=True, help_text="Envelope sender; empty for bounces.")
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     smtputf8 = models.BooleanField(default=False, help_text="The envelope or headers need SMTPUTF8.")
+    # RFC 3461 §4.3, §4.4: what the sender asked of delivery reports for the whole message.
+    ret = models.CharField(max_length=4, blank=True, help_text="RET: FULL or HDRS; empty if not given.")
+    envid = models.CharField(max_length=100, blank=True, help_text="ENVID, decoded: the sender's own id.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -243,6 +246,10 @@ class OutboundRecipient(models.Model):
     mx_host = models.CharField(max_length=255, blank=True)
     last_reply = models.TextField(blank=True)
     delay_notified = models.BooleanField(default=False)
+    # RFC 3461 §4.1, §4.2: which reports the sender wants about this recipient, and as whom it was first addressed.
+    notify = models.CharField(max_length=32, blank=True, help_text="NOTIFY: NEVER, or SUCCESS,FAILURE,DELAY; empty if "
+                              "not given (failures and delays are reported).")
+    orcpt = models.CharField(max_length=500, blank=True, help_text="ORCPT, decoded: addr-type;address.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from mailcore.conf import conf
 from mailcore.delivery.outcome import DELIVERED, DeliveryError, Outcome, permanent, temporary
+from mailcore.dsnparams import NOTHING_ASKED, Request, mail_parameters, rcpt_parameters
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,19 @@ class Connection:
             raise
         return cls(smtp, host, address)
 
-    def send(self, sender: str, recipients: Sequence[str], data: bytes, *, smtputf8: bool) -> dict[str, Outcome]:
-        """One transaction; returns each recipient's outcome. Raises DeliveryError for all of them."""
+    @property
+    def offers_dsn(self) -> bool:
+        """The server takes DSN requests (RFC 3461 §4): from here on, reports are its business."""
+        return bool(self.smtp.has_extn("dsn"))
+
+    def send(self, sender: str, recipients: Sequence[str], data: bytes, *, smtputf8: bool,
+             request: Request = NOTHING_ASKED) -> dict[str, Outcome]:
+        """One transaction; returns each recipient's outcome. Raises DeliveryError for all of them.
+
+        `request` (RET, ENVID, and NOTIFY and ORCPT by recipient) is passed on when the server offers DSN.
+        """
         try:
-            return self._transaction(sender, recipients, data, smtputf8)
+            return self._transaction(sender, recipients, data, smtputf8, request)
         except (OSError, smtplib.SMTPException) as err:
             self.broken = True
             self.close()
@@ -92,12 +102,17 @@ class Connection:
             self.close()
             raise
 
-    def _transaction(self, sender: str, recipients: Sequence[str], data: bytes, smtputf8: bool) -> dict[str, Outcome]:
+    def _transaction(self, sender: str, recipients: Sequence[str], data: bytes, smtputf8: bool,
+                     request: Request) -> dict[str, Outcome]:
         smtp = self.smtp
         options = self._mail_options(len(data), data, smtputf8)
+        dsn = self.offers_dsn
+        if dsn:
+            options += mail_parameters(request)
         smtp.command_encoding = "utf-8" if smtputf8 else "ascii"
-        commands = [f"MAIL FROM:<{sender}>{''.join(' ' + o for o in options)}"]
-        commands += [f"RCPT TO:<{rcpt}>" for rcpt in recipients]
+        commands = [f"MAIL FROM:<{sender}>{_joined(options)}"]
+        commands += [f"RCPT TO:<{rcpt}>{_joined(rcpt_parameters(request.of(rcpt)) if dsn else [])}"
+                     for rcpt in recipients]
         replies = self._exchange(commands)
         mail_reply, rcpt_replies = replies[0], replies[1:]
         if mail_reply.kind != DELIVERED:
@@ -170,6 +185,10 @@ class Connection:
             pass
         finally:
             self.smtp.close()
+
+
+def _joined(parameters: list[str]) -> str:
+    return "".join(" " + parameter for parameter in parameters)
 
 
 def _text(text: bytes | str) -> str:

@@ -55,7 +55,7 @@ def bounce(message_ids: Iterable[int]) -> int:
             )
         for row in rows:
             row.state, row.last_reply = R.BOUNCED, ADMIN_BOUNCE_REPLY
-        dsn.notify_sender(message, rows, dsn.FAILED)  # RFC 3464: the sender learns of every failure
+        dsn.notify_sender(message, rows, dsn.FAILED)  # the sender learns of it, unless NOTIFY said otherwise
         log.info("outbound #%s: %d recipient(s) bounced by the administrator", message.pk, len(rows))
         total += len(rows)
     return total

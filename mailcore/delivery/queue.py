@@ -15,6 +15,7 @@ from django.db.models import Field, Model
 from django.utils import timezone
 
 from mailcore.address import AddressError, parse_address
+from mailcore.dsnparams import NOTHING_ASKED, Request
 from mailcore.models import OutboundMessage, OutboundRecipient
 from mailcore.store.messages import store_blob
 
@@ -31,11 +32,13 @@ def on_enqueue(hook: Callable[[int, list[str]], None]) -> None:
         _wake_hooks.append(hook)
 
 
-def enqueue(raw: bytes, sender: str, recipients: Sequence[str], account_id: int | None = None) -> int:
+def enqueue(raw: bytes, sender: str, recipients: Sequence[str], account_id: int | None = None,
+            request: Request = NOTHING_ASKED) -> int:
     """Queue `raw` for remote delivery to `recipients`; durable when it returns. Returns the message id.
 
-    Raises AddressError for a malformed recipient (nothing is queued then) and
-    mailcore.store.StorageFailure when the blob cannot be written.
+    `request` is what the sender asked of delivery reports (RFC 3461), by
+    recipient as given. Raises AddressError for a malformed recipient (nothing is
+    queued then) and mailcore.store.StorageFailure when the blob cannot be written.
     """
     parsed = [parse_address(r) for r in recipients]
     if not parsed:
@@ -45,10 +48,11 @@ def enqueue(raw: bytes, sender: str, recipients: Sequence[str], account_id: int 
     domains = list(dict.fromkeys(a.domain for a in parsed))
     # No savepoint of its own: it runs whole in its caller's transaction (the group commit's per-call savepoint).
     with transaction.atomic(savepoint=False):
-        message_id = _insert(
-            {"blob": digest, "size": len(data), "sender": sender, "account": account_id, "smtputf8": needs_utf8},
-            [(str(a), a.domain) for a in parsed], timezone.now(),
-        )
+        message = {"blob": digest, "size": len(data), "sender": sender, "account": account_id,
+                   "smtputf8": needs_utf8, "ret": request.ret, "envid": request.envid}
+        asked = [request.of(r) for r in recipients]
+        rows = [(str(a), a.domain, wants.notify, wants.orcpt) for a, wants in zip(parsed, asked, strict=True)]
+        message_id = _insert(message, rows, timezone.now())
         transaction.on_commit(lambda: _wake(message_id, domains))
     return message_id
 
@@ -56,13 +60,13 @@ def enqueue(raw: bytes, sender: str, recipients: Sequence[str], account_id: int 
 # Plain SQL, the same rows the ORM wrote (values converted by the fields themselves): on PostgreSQL one
 # statement for the message and its recipients (a data-modifying WITH), on SQLite two. In a group commit
 # every statement is a round trip made while the other callers wait.
-_MESSAGE_FIELDS = ("blob", "size", "sender", "account", "smtputf8", "created_at")
+_MESSAGE_FIELDS = ("blob", "size", "sender", "account", "smtputf8", "ret", "envid", "created_at")
 _RECIPIENT_FIELDS = ("state", "attempts", "next_attempt_at", "lease_owner", "mx_host", "last_reply",
                      "delay_notified", "created_at", "updated_at")
 
 
-def _insert(message: dict[str, object], recipients: list[tuple[str, str]], now: dt.datetime) -> int:
-    """INSERT the message row and one row per (address, domain); returns the message id."""
+def _insert(message: dict[str, object], recipients: list[tuple[str, str, str, str]], now: dt.datetime) -> int:
+    """INSERT the message row and one row per (address, domain, notify, orcpt); returns the message id."""
     quote = connection.ops.quote_name
     m_fields = [_field(OutboundMessage, name) for name in _MESSAGE_FIELDS]
     m_params = [f.get_db_prep_save({**message, "created_at": now}[f.name], connection) for f in m_fields]
@@ -73,24 +77,25 @@ def _insert(message: dict[str, object], recipients: list[tuple[str, str]], now: 
                 "mx_host": "", "last_reply": "", "delay_notified": False, "created_at": now, "updated_at": now}
     r_fields = [_field(OutboundRecipient, name) for name in _RECIPIENT_FIELDS]
     r_params = [f.get_db_prep_save(constant[f.name], connection) for f in r_fields]
-    r_columns = "message_id, address, domain, lease_expires_at, " + ", ".join(quote(str(f.column)) for f in r_fields)
+    r_columns = "message_id, address, domain, notify, orcpt, lease_expires_at, " + ", ".join(
+        quote(str(f.column)) for f in r_fields)
     r_table = quote(OutboundRecipient._meta.db_table)
     marks = ", ".join(["%s"] * len(r_fields))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            values = ", ".join(["(%s, %s)"] * len(recipients))
+            values = ", ".join(["(%s, %s, %s, %s)"] * len(recipients))
             cursor.execute(
                 f"WITH m AS ({m_insert}) INSERT INTO {r_table} ({r_columns}) "
-                f"SELECT m.id, v.address, v.domain, NULL, {marks} "
-                f"FROM m CROSS JOIN (VALUES {values}) AS v(address, domain) RETURNING message_id",
-                m_params + r_params + [value for pair in recipients for value in pair],
+                f"SELECT m.id, v.address, v.domain, v.notify, v.orcpt, NULL, {marks} "
+                f"FROM m CROSS JOIN (VALUES {values}) AS v(address, domain, notify, orcpt) RETURNING message_id",
+                m_params + r_params + [value for row in recipients for value in row],
             )
             return int(cursor.fetchone()[0])
         cursor.execute(m_insert, m_params)
         message_id = int(cursor.fetchone()[0])
-        rows = ", ".join([f"(%s, %s, %s, NULL, {marks})"] * len(recipients))
+        rows = ", ".join([f"(%s, %s, %s, %s, %s, NULL, {marks})"] * len(recipients))
         cursor.execute(f"INSERT INTO {r_table} ({r_columns}) VALUES {rows}",
-                       [v for address, domain in recipients for v in (message_id, address, domain, *r_params)])
+                       [v for row in recipients for v in (message_id, *row, *r_params)])
         return message_id
 
 

@@ -26,6 +26,7 @@ from mailcore.delivery import claims, dkim, dsn, esp, pool, transport
 from mailcore.delivery.client import Connection
 from mailcore.delivery.mx import MXHost, find_hosts
 from mailcore.delivery.outcome import DeliveryError, Outcome, temporary
+from mailcore.dsnparams import RecipientRequest, Request
 from mailcore.models import OutboundMessage, OutboundRecipient
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ DUE_LOOKS = 5  # Run.due: domains tried when another run took the rows first
 # A worker killed before writing them re-sends them after the lease expires (the one duplicate window).
 RECORD_BATCH = 20
 RECORD_SECONDS = 1.0
-_Sent = tuple[OutboundMessage, list[OutboundRecipient], dict[str, Outcome], str]  # message, rows, outcomes, transport
+# message, rows, outcomes, transport, whether the receiver took the DSN request (RFC 3461)
+_Sent = tuple[OutboundMessage, list[OutboundRecipient], dict[str, Outcome], str, bool]
 
 
 def new_owner() -> str:
@@ -146,12 +148,13 @@ class Run:
     def _transaction(self, way: str, domain: str, rows: list[OutboundRecipient]) -> None:
         message = rows[0].message
         rcpts = [r.address for r in rows]
+        passed = False
         try:
             if way == transport.ANYMAIL:
                 # Unsigned: the ESP rebuilds the message and signs it itself.
                 outcomes = self.esp.send(store.read_blob(message.blob), message.sender, rcpts)
             else:
-                outcomes = self._send(way, domain, message, rcpts, self._prepared(message))
+                outcomes, passed = self._send(way, domain, message, rows, self._prepared(message))
         except DeliveryError as err:
             outcomes = {r.address: err.outcome for r in rows}
         except store.StorageFailure as err:
@@ -159,7 +162,7 @@ class Run:
             outcomes = {r.address: temporary("4.3.0", f"queue file unreadable: {err}").outcome for r in rows}
         if not self.unrecorded:
             self.unrecorded_since = time.monotonic()
-        self.unrecorded.append((message, rows, outcomes, way))
+        self.unrecorded.append((message, rows, outcomes, way, passed))
         if len(self.unrecorded) >= RECORD_BATCH or time.monotonic() - self.unrecorded_since >= RECORD_SECONDS:
             self.record()
 
@@ -170,19 +173,24 @@ class Run:
             self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
         return self.prepared[message.pk]
 
-    def _send(self, way: str, domain: str, message: OutboundMessage, rcpts: list[str],
-              data: bytes) -> dict[str, Outcome]:
+    def _send(self, way: str, domain: str, message: OutboundMessage, rows: list[OutboundRecipient],
+              data: bytes) -> tuple[dict[str, Outcome], bool]:
+        """One SMTP transaction; the outcomes, and whether the receiver took the DSN request on."""
         destination = _destination(way, domain)
         self.routes[domain] = destination
+        rcpts = [r.address for r in rows]
+        request = Request(message.ret, message.envid, {r.address: RecipientRequest(r.notify, r.orcpt) for r in rows})
         connection = self._connection(way, domain, destination)
         try:
-            return connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8)
+            outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request)
         except DeliveryError:
             self.connections.pop(destination, None)
             if connection.transactions == 0 and not connection.reused:
                 raise
-        # A reused connection the server had closed meanwhile: one fresh try.
-        return self._connection(way, domain, destination).send(message.sender, rcpts, data, smtputf8=message.smtputf8)
+            # A reused connection the server had closed meanwhile: one fresh try.
+            connection = self._connection(way, domain, destination)
+            outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request)
+        return outcomes, connection.offers_dsn
 
     def _connection(self, way: str, domain: str, destination: str) -> Connection:
         connection = self.connections.get(destination)
@@ -197,20 +205,22 @@ class Run:
     def record(self) -> None:
         """Write the results of what was sent (one database transaction), then log, count and notify."""
         sent, self.unrecorded = self.unrecorded, []
-        results = [claims.Result(row, outcomes[row.address], way) for _, rows, outcomes, way in sent for row in rows]
+        results = [claims.Result(row, outcomes[row.address], way) for _, rows, outcomes, way, _ in sent for row in rows]
         states = iter(claims.record_many(results, self.owner))
-        for message, rows, outcomes, _ in sent:
-            failed, delayed = [], []
+        for message, rows, outcomes, _, passed in sent:
+            failed, delayed, relayed = [], [], []
             for row in rows:
                 outcome, state = outcomes[row.address], next(states)
                 _account_for(message, row, state, outcome)
                 if state == R.DELIVERED:
                     self.delivered += 1
+                    relayed += [] if passed else [row]  # RFC 3461 §5.2.2: the receiver will not report success
                 elif state in (R.BOUNCED, R.EXPIRED):
                     failed.append(row)
                 elif state == R.DEFERRED and claims.needs_delay_warning(row, timezone.now()):
                     delayed.append(row)
             dsn.notify_sender(message, failed, dsn.FAILED)
+            dsn.notify_sender(message, relayed, dsn.RELAYED)
             if delayed:
                 dsn.notify_sender(message, delayed, dsn.DELAYED)
                 claims.mark_delay_notified(delayed)

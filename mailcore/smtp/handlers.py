@@ -8,16 +8,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiosmtpd.smtp import Envelope
-
-from mailcore import store
+from mailcore import dsnparams, store
 from mailcore.address import AddressError, parse_address
 from mailcore.conf import conf
 from mailcore.smtp import inbound, submission, verification
 from mailcore.smtp.headers import TraceInfo
 from mailcore.smtp.recipients import check_recipient
 from mailcore.smtp.replies import SMTPError
-from mailcore.smtp.server import MailSession, SMTPServer, sanitize
+from mailcore.smtp.server import MailEnvelope, MailSession, SMTPServer, read_dsn_parameters, sanitize
 from mailcore.store import aio
 
 log = logging.getLogger(__name__)
@@ -27,7 +25,7 @@ MAX_RECIPIENTS = 100
 NULL_SENDER = "<>"
 
 
-def trace_of(server: SMTPServer, session: MailSession, envelope: Envelope) -> TraceInfo:
+def trace_of(server: SMTPServer, session: MailSession, envelope: MailEnvelope) -> TraceInfo:
     return TraceInfo(
         helo=session.host_name or "",
         ip=session.ip,
@@ -48,7 +46,7 @@ def _size_hint(options: list[str]) -> int:
     return 0
 
 
-def _require_utf8_permission(address: str, envelope: Envelope) -> None:
+def _require_utf8_permission(address: str, envelope: MailEnvelope) -> None:
     # RFC 6531 §3.4: non-ASCII addresses only in a transaction that said SMTPUTF8.
     if not address.isascii() and not envelope.smtp_utf8:
         raise SMTPError("553 5.6.7 Non-ASCII address requires the SMTPUTF8 parameter")
@@ -60,12 +58,12 @@ class BaseHandler:
     relay_allowed = False
 
     async def handle_EHLO(
-        self, server: SMTPServer, session: MailSession, envelope: Envelope, hostname: str, responses: list[str]
+        self, server: SMTPServer, session: MailSession, envelope: MailEnvelope, hostname: str, responses: list[str]
     ) -> list[str]:
         # RFC 5321 §4.1.1.1: advertise exactly the extensions we implement.
         session.host_name = hostname
         lines = [f"{server.hostname} Hello {sanitize(hostname)}", "PIPELINING"]
-        lines += [f"SIZE {conf.max_message_size}", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING"]
+        lines += [f"SIZE {conf.max_message_size}", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN"]
         if server.tls_context and not session.tls:
             lines.append("STARTTLS")  # RFC 3207 §4: not after TLS is active
         if server.offers_auth():
@@ -73,7 +71,7 @@ class BaseHandler:
         return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
 
     async def handle_MAIL(
-        self, server: SMTPServer, session: MailSession, envelope: Envelope, address: str, options: list[str]
+        self, server: SMTPServer, session: MailSession, envelope: MailEnvelope, address: str, options: list[str]
     ) -> str:
         # RFC 5321 §4.1.1.2
         sender = "" if address == NULL_SENDER else address
@@ -83,8 +81,10 @@ class BaseHandler:
                 sender = str(parse_address(sender))
             except AddressError as err:
                 raise SMTPError(f"501 5.1.7 Bad sender address syntax: {err}") from None
+        request = read_dsn_parameters(dsnparams.mail_request, server.dsn_values)
         await self.check_sender(session, sender)
         envelope.mail_from = sender or NULL_SENDER
+        envelope.dsn = request
         envelope.mail_options.extend(options)
         log.debug("session %s peer %s: MAIL FROM <%s>", session.id, session.ip, sanitize(sender))
         return "250 2.1.0 Sender OK"
@@ -93,27 +93,30 @@ class BaseHandler:
         """Submission overrides this with the ownership check."""
 
     async def handle_RCPT(
-        self, server: SMTPServer, session: MailSession, envelope: Envelope, address: str, options: list[str]
+        self, server: SMTPServer, session: MailSession, envelope: MailEnvelope, address: str, options: list[str]
     ) -> str:
         # RFC 5321 §4.1.1.3
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             raise SMTPError("452 4.5.3 Too many recipients")
         _require_utf8_permission(address, envelope)
+        request = read_dsn_parameters(dsnparams.recipient_request, server.dsn_values, bool(envelope.smtp_utf8))
         accepted = await aio.run(check_recipient, address, self.relay_allowed, _size_hint(envelope.mail_options))
         envelope.rcpt_tos.append(accepted.address)
         envelope.rcpt_options.extend(options)
+        if request != dsnparams.NO_REQUEST:
+            envelope.dsn_recipients[accepted.address] = request
         log.debug("session %s peer %s: RCPT TO <%s>", session.id, session.ip, sanitize(accepted.address))
         return "250 2.1.5 Recipient OK"
 
     @staticmethod
-    def sender_of(envelope: Envelope) -> str:
+    def sender_of(envelope: MailEnvelope) -> str:
         return "" if envelope.mail_from == NULL_SENDER else str(envelope.mail_from)
 
 
 class MXHandler(BaseHandler):
     """Port 25: mail from the world for our domains only; SPF, DKIM and DMARC at end of DATA."""
 
-    async def handle_DATA(self, server: SMTPServer, session: MailSession, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTPServer, session: MailSession, envelope: MailEnvelope) -> str:
         content: Any = envelope.original_content
         sender = self.sender_of(envelope)
         verdict = await verification.verify(content, sender, session.ip, session.host_name or "")
@@ -123,7 +126,8 @@ class MXHandler(BaseHandler):
         trace = trace_of(server, session, envelope)
         try:
             await aio.run_durable(
-                inbound.deliver_inbound, content, sender, list(envelope.rcpt_tos), trace, verdict.results
+                inbound.deliver_inbound, content, sender, list(envelope.rcpt_tos), trace, verdict.results,
+                envelope.dsn_request(),
             )
         except store.OverQuota:
             raise SMTPError("452 4.2.2 Mailbox full; try again later") from None
@@ -143,7 +147,7 @@ class SubmissionHandler(BaseHandler):
         assert session.user is not None  # aiosmtpd answered 530 5.7.0 before MAIL without AUTH
         await aio.run(submission.check_sender, session.user.account_id, sender)
 
-    async def handle_DATA(self, server: SMTPServer, session: MailSession, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTPServer, session: MailSession, envelope: MailEnvelope) -> str:
         assert session.user is not None
         trace = trace_of(server, session, envelope)
         try:
@@ -154,6 +158,7 @@ class SubmissionHandler(BaseHandler):
                 list(envelope.rcpt_tos),
                 envelope.original_content or b"",
                 trace,
+                dsn=envelope.dsn_request(),
             )
         except store.StorageFailure:
             log.exception("session %s peer %s: storing failed", session.id, session.ip)

@@ -12,7 +12,9 @@ from django.db import transaction
 from mailcore import srs, store
 from mailcore.address import parse_address
 from mailcore.conf import conf
+from mailcore.delivery import dsn
 from mailcore.delivery.queue import enqueue
+from mailcore.dsnparams import NOTHING_ASKED, Request
 from mailcore.mime import to_crlf
 from mailcore.smtp import headers
 from mailcore.smtp.recipients import delivery_address
@@ -21,12 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def deliver_inbound(
-    raw: bytes, mail_from: str, recipients: Sequence[str], trace: headers.TraceInfo, results: Sequence[str]
+    raw: bytes, mail_from: str, recipients: Sequence[str], trace: headers.TraceInfo, results: Sequence[str],
+    request: Request = NOTHING_ASKED,
 ) -> store.DeliveryReport:
     """Add trace fields and deliver; durable when it returns, all or nothing.
 
     Forged Authentication-Results claiming our name are removed and ours
     (`results`, RFC 8601) prepended with Received (RFC 5321 §4.4) and Return-Path.
+    Recipients whose NOTIFY asked for success get a report (RFC 3461), in the same transaction.
     Raises mailcore.store.OverQuota when any mailbox is full (nothing is kept
     then, so the sender's retry makes no duplicates) and StorageFailure.
     """
@@ -38,11 +42,13 @@ def deliver_inbound(
     )
     # No savepoint of its own: it runs as a whole in its caller's (group commit's per-call savepoint).
     with transaction.atomic(savepoint=False):
-        report = store.deliver(headers.return_path(mail_from) + data, [delivery_address(r) for r in recipients])
+        stored = headers.return_path(mail_from) + data
+        report = store.deliver(stored, [delivery_address(r) for r in recipients])
         if report.over_quota:
             raise store.OverQuota(f"{report.over_quota[0]}: mailbox full")
         if report.remote:  # an alias forwards outside our domains, or a bounce comes back through SRS
             enqueue(data, srs.forward_sender(mail_from, _forwarding_domain(recipients)), report.remote, None)
+        dsn.report_local_delivery(mail_from, stored, request, recipients, report)
     if report.unknown:
         log.warning("recipients vanished between RCPT and DATA: %s", ", ".join(report.unknown))
     return report

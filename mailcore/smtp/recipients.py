@@ -5,6 +5,7 @@ through `mailcore.store.aio.run`.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailcore import directory, store
@@ -76,3 +77,16 @@ def delivery_address(address: str) -> str:
     if parsed.local.lower() == POSTMASTER and conf.postmaster and directory.resolve(parsed).unknown:
         return conf.postmaster
     return address
+
+
+def mailboxes_reached(recipients: Sequence[str], report: store.DeliveryReport) -> dict[str, int]:
+    """How many local mailboxes each recipient (as accepted at RCPT) reached; 0 for one only forwarded elsewhere.
+
+    Recipients the store found unknown or over quota are left out.
+    """
+    reached = {}
+    for rcpt in recipients:
+        address = delivery_address(rcpt)
+        if address not in report.unknown and address not in report.over_quota:
+            reached[rcpt] = len(report.delivered.get(address, []))
+    return reached

@@ -8,18 +8,19 @@ timeout, STARTTLS state and AUTH (checked against the store in a thread).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import re
 import secrets
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from aiosmtpd.smtp import SMTP, Session, TLSSetupException
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 
-from mailcore import logs, metrics
+from mailcore import dsnparams, logs, metrics
 from mailcore.address import ASCII_DOT_ATOM
 from mailcore.auth import AuthenticatedUser
 from mailcore.conf import conf
@@ -38,6 +39,7 @@ IDLE_TIMEOUT_SECONDS = 300.0
 MAX_BAD_COMMANDS = 100
 PRINTABLE_ECHO = 32  # characters of an unknown verb echoed back in the reply
 CRLF = b"\r\n"
+R = TypeVar("R")
 
 LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 §4.5.3.1.6 allows 1000 octets)"
 BARE_LINE_END = (
@@ -91,6 +93,18 @@ class ListenerConfig:
         return self.role == "submission"
 
 
+class MailEnvelope(Envelope):
+    """aiosmtpd's envelope plus what the sender asked of delivery reports (RFC 3461)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dsn = dsnparams.NOTHING_ASKED  # RET and ENVID of MAIL FROM
+        self.dsn_recipients: dict[str, dsnparams.RecipientRequest] = {}  # NOTIFY and ORCPT by accepted recipient
+
+    def dsn_request(self) -> dsnparams.Request:
+        return dataclasses.replace(self.dsn, recipients=dict(self.dsn_recipients))
+
+
 class MailSession(Session):
     """aiosmtpd's session plus our id (for logs) and the authenticated account."""
 
@@ -105,6 +119,14 @@ class MailSession(Session):
     def ip(self) -> str:
         peer = self.peer
         return str(peer[0]) if isinstance(peer, tuple) else "unknown"
+
+
+def read_dsn_parameters(read: Callable[..., R], *args: Any) -> R:
+    """DSN parameters read by `read`; a malformed one is refused (RFC 3461 §4; RFC 3463 §3.6: 5.5.4)."""
+    try:
+        return read(*args)
+    except dsnparams.ParameterError as err:
+        raise SMTPError(f"501 5.5.4 {err}") from None
 
 
 def sanitize(text: str) -> str:
@@ -134,11 +156,17 @@ class SMTPServer(SMTP):
         self._raw_replies = False  # greeting and EHLO/HELO lines carry no enhanced code (RFC 2034 §3)
         self._idle_deadline = 0.0
         self._bdat: _Chunks | None = None  # the BDAT transaction in progress (RFC 3030)
+        # RFC 3461: the DSN parameter names of the MAIL or RCPT command being read, and their values
+        self._dsn_names: tuple[str, ...] = ()
+        self.dsn_values: dict[str, str] = {}
 
     # Connection --------------------------------------------------------------------
 
     def _create_session(self) -> MailSession:
         return MailSession(self.loop)
+
+    def _create_envelope(self) -> MailEnvelope:
+        return MailEnvelope()
 
     @property
     def mail_session(self) -> MailSession:
@@ -352,7 +380,33 @@ class SMTPServer(SMTP):
         session.login_data = user.address
         await self.push("235 2.7.0 Authentication successful")
 
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await self._with_dsn_parameters(dsnparams.MAIL_PARAMETERS, super().smtp_MAIL(arg))
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await self._with_dsn_parameters(dsnparams.RCPT_PARAMETERS, super().smtp_RCPT(arg))
+
+    async def _with_dsn_parameters(self, names: tuple[str, ...], command: Awaitable[None]) -> None:
+        """Run MAIL or RCPT with its DSN parameters (RFC 3461 §4) taken off by `_getaddr`, into `dsn_values`.
+
+        aiosmtpd upper-cases parameters and refuses those it does not know (555); these
+        must keep their case (an ENVID is case-sensitive), and the handler reads them.
+        """
+        self._dsn_names, self.dsn_values = names, {}
+        try:
+            await command
+        finally:
+            self._dsn_names = ()
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        address, params = self._parse_path(arg)
+        if address and params and self._dsn_names and self.mail_session.extended_smtp:
+            params, self.dsn_values = read_dsn_parameters(dsnparams.take, params, self._dsn_names)
+        return address, params
+
+    def _parse_path(self, arg: str) -> tuple[str | None, str | None]:
         # RFC 5321 §4.1.1.3 / Appendix C: source routes are obsolete; we refuse rather than strip them.
         if arg.lstrip().startswith("<@"):
             raise SMTPError("553 5.7.1 Source routes are not accepted")

@@ -17,7 +17,9 @@ from django.db import transaction
 from mailcore import directory, store
 from mailcore.address import AddressError, parse_address
 from mailcore.conf import conf
+from mailcore.delivery import dsn as dsn_reports
 from mailcore.delivery.queue import enqueue
+from mailcore.dsnparams import NOTHING_ASKED, Request
 from mailcore.mime import to_crlf
 from mailcore.mime.headers import address_groups, first
 from mailcore.smtp import headers
@@ -77,12 +79,15 @@ def submit(
     raw: bytes,
     trace: headers.TraceInfo | None = None,
     save_to_sent: bool = False,
+    dsn: Request = NOTHING_ASKED,
 ) -> SubmitResult:
     """Accept one message from an authenticated user; durable when it returns.
 
     Raises SubmissionError (sender not owned, unknown local recipient, full mailbox)
     or mailcore.store.StorageFailure. `trace` (from an SMTP session) adds Received;
     the webmail passes `save_to_sent=True` to keep a copy in the Sent folder.
+    `dsn` is what the sender asked of delivery reports (RFC 3461): local
+    recipients that asked for success get a report now, remote ones carry it to the queue.
     """
     check_sender(account_id, mail_from)
     data = to_crlf(raw)
@@ -97,11 +102,11 @@ def submit(
     remote = [a.address for a in accepted if not a.local]
     with transaction.atomic():
         if local:
-            forwarded = _deliver_local(data, mail_from, local)
+            forwarded = _deliver_local(data, mail_from, local, dsn)
             remote += [r for r in forwarded if r not in remote]
             result.delivered = local
         if remote:
-            result.queue_id = enqueue(data, mail_from, remote, account_id)
+            result.queue_id = enqueue(data, mail_from, remote, account_id, dsn)
             result.queued = remote
         if save_to_sent:
             store.append(store.folder_by_special_use(account_id, SENT), data, flags=["\\Seen"])
@@ -120,11 +125,13 @@ def _prepare(data: bytes, mail_from: str, recipients: list[str], trace: headers.
     return headers.received(trace, conf.hostname, recipients) + results + data
 
 
-def _deliver_local(data: bytes, mail_from: str, local: list[str]) -> list[str]:
+def _deliver_local(data: bytes, mail_from: str, local: list[str], request: Request) -> list[str]:
     """Deliver to local mailboxes; returns remote alias targets to queue. Any full mailbox aborts all."""
-    report = store.deliver(headers.return_path(mail_from) + data, [delivery_address(a) for a in local])
+    stored = headers.return_path(mail_from) + data
+    report = store.deliver(stored, [delivery_address(a) for a in local])
     if report.over_quota:
         raise SubmissionError(f"452 4.2.2 <{report.over_quota[0]}>: Mailbox full")
     if report.unknown:
         raise SubmissionError(f"550 5.1.1 <{report.unknown[0]}>: Recipient address rejected: no such user here")
+    dsn_reports.report_local_delivery(mail_from, stored, request, local, report)
     return report.remote

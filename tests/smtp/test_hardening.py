@@ -63,7 +63,7 @@ def test_ehlo_is_needed_again_after_starttls(mx_port, raw_client):
     client.command("STARTTLS")
     client.starttls()
     assert client.command("MAIL FROM:<carol@remote.test>") == "503 5.5.1 Error: send HELO first"
-    assert client.command("EHLO client.remote.test").splitlines()[-1] == "250 CHUNKING"
+    assert client.command("EHLO client.remote.test").splitlines()[-1] == "250 DSN"
     assert client.command("STARTTLS") == "503 5.5.1 TLS already active"
 
 

@@ -32,6 +32,7 @@ def test_greeting_and_ehlo_advertise_exactly_what_the_mx_does(mx_port, raw_clien
             "250-SMTPUTF8",
             "250-ENHANCEDSTATUSCODES",
             "250-CHUNKING",
+            "250-DSN",
             "250 STARTTLS",
         ]
     )

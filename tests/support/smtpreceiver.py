@@ -3,7 +3,8 @@
 It stands in for another domain's MX. It records every accepted message
 (`messages`), the number of SMTP sessions (`sessions`), and answers from a script:
 `rcpt_replies[address]` for one RCPT, `data_replies` (consumed in order) for
-DATA; everything else is accepted. Options: STARTTLS, SMTPUTF8, SIZE limit.
+DATA; everything else is accepted. Options: STARTTLS, SMTPUTF8, SIZE limit, DSN (RFC 3461: it then
+offers DSN and records the parameters of MAIL and of each RCPT as given, in `dsn_parameters`).
 """
 from __future__ import annotations
 
@@ -37,11 +38,16 @@ class ReceiverHandler:
     session_ids: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    dsn: bool = False
+    dsn_parameters: list[str] = field(default_factory=list)  # "MAIL ..." and "RCPT <address> ..." lines
+
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
         with self.lock:
             self.session_ids.add(hash(session.peer))  # one per TCP connection (STARTTLS makes a new Session)
+        if self.dsn:
+            responses = [*responses[:-1], "250-" + responses[-1][4:], "250 DSN"]
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -63,8 +69,35 @@ class ReceiverHandler:
         return reply
 
 
+class _DSNServer(SMTP):
+    """Takes the DSN parameters off MAIL and RCPT (aiosmtpd knows none) and records them as given."""
+
+    _DSN = ("NOTIFY=", "ORCPT=", "RET=", "ENVID=")
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        await super().smtp_MAIL(self._record("MAIL", arg))
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        await super().smtp_RCPT(self._record("RCPT", arg))
+
+    def _record(self, verb: str, arg: str | None) -> str | None:
+        if arg is None:
+            return arg
+        words = arg.split(" ")
+        dsn = [w for w in words[1:] if w.upper().startswith(self._DSN)]
+        handler: ReceiverHandler = self.event_handler
+        with handler.lock:
+            handler.dsn_parameters.append(" ".join([verb if verb == "MAIL" else f"RCPT {words[0][3:]}", *dsn]))
+        return " ".join(w for w in words if w not in dsn)
+
+
 class _LoopbackController(Controller):
     """aiosmtpd's Controller, learning the port the OS chose for port 0."""
+
+    def factory(self) -> SMTP:
+        if self.handler.dsn:
+            return _DSNServer(self.handler, **self.SMTP_kwargs)
+        return super().factory()
 
     def _create_server(self) -> Any:
         parent = super()._create_server()
@@ -78,8 +111,9 @@ class _LoopbackController(Controller):
 
 
 class SMTPReceiver:
-    def __init__(self, *, starttls: bool = True, smtputf8: bool = True, size_limit: int | None = None) -> None:
-        self.handler = ReceiverHandler()
+    def __init__(self, *, starttls: bool = True, smtputf8: bool = True, size_limit: int | None = None,
+                 dsn: bool = False) -> None:
+        self.handler = ReceiverHandler(dsn=dsn)
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8, "decode_data": False}
         if starttls:
             kwargs["tls_context"] = server_context()
