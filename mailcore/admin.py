@@ -256,7 +256,7 @@ class OutboundRecipientInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ("address", "state", "attempts", "next_attempt_at", "mx_host", "last_reply", "lease_owner",
-              "updated_at")
+              "notify", "updated_at")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -286,7 +286,7 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     search_fields = ("sender", "recipients__address")
     date_hierarchy = "created_at"
     inlines = [OutboundRecipientInline, DeliveryAttemptInline]
-    readonly_fields = ("sender", "size", "blob", "account", "smtputf8", "created_at")
+    readonly_fields = ("sender", "size", "blob", "account", "smtputf8", "ret", "envid", "created_at")
     actions = ["retry_now", "bounce_now", "delete_selected"]
 
     @admin.display(description="sender")
