@@ -1,7 +1,9 @@
 """DSN requests (RFC 3461) over real sockets: exact replies to the parameters, and the reports they ask for."""
 from __future__ import annotations
 
+import shutil
 import smtplib
+import subprocess
 
 import pytest
 
@@ -131,3 +133,22 @@ def test_submission_to_a_remote_recipient_queues_the_request(submission_port, al
     assert (row.message.ret, row.message.envid) == ("FULL", "lunch+1")
     assert (row.notify, row.orcpt) == ("FAILURE,DELAY", "rfc822;Dave@Remote.test")
     assert folder_messages(alice) == []  # nothing to report yet
+
+
+@pytest.mark.skipif(shutil.which("msmtp") is None, reason="needs Debian's msmtp (debian-packages.txt)")
+def test_msmtp_asking_for_delivery_reports_gets_one_in_the_senders_inbox(submission_port, alice, bob, tmp_path):
+    """Debian's msmtp, as a desktop client would submit: STARTTLS, AUTH PLAIN, NOTIFY and RET."""
+    message = tmp_path / "message.eml"
+    message.write_bytes(MESSAGE)
+    command = [
+        "msmtp", "--host=127.0.0.1", f"--port={submission_port}", "--tls=on", "--tls-starttls=on",
+        "--tls-certcheck=off", "--auth=plain", "--user=alice@example.test", "--passwordeval=echo alice-secret-pw",
+        "--from=alice@example.test", "--dsn-notify=success,failure", "--dsn-return=headers", "bob@example.test",
+    ]
+    with message.open("rb") as stdin:
+        done = subprocess.run(command, stdin=stdin, capture_output=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    [stored] = folder_messages(bob)
+    assert stored.endswith(MESSAGE)
+    [report] = folder_messages(alice)
+    assert b"Final-Recipient: rfc822; bob@example.test\r\nAction: delivered\r\nStatus: 2.0.0\r\n" in report
