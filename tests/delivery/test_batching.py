@@ -145,13 +145,13 @@ def test_wake_ups_after_a_quiet_spell_go_at_once_and_those_of_a_busy_spell_toget
     rounds: list[list] = []
 
     def one_round(last_round: float) -> threading.Thread:
-        thread = threading.Thread(target=lambda: rounds.append(next_round(pending, last_round, interval=5.0)[0]))
+        thread = threading.Thread(target=lambda: rounds.append(next_round(pending, last_round, interval=2.0)[0]))
         thread.start()
         return thread
 
     pending.put((1, ["a.test"]))
     quiet = one_round(last_round=time.monotonic() - 60)
-    quiet.join(timeout=2.5)  # half the interval: it did not wait for one
+    quiet.join(timeout=1.0)  # half the interval: it did not wait for one
     assert not quiet.is_alive() and rounds == [[(1, ["a.test"])]]
 
     busy = one_round(last_round=time.monotonic())  # a round has just gone: the next one gathers
