@@ -31,6 +31,15 @@ def manage(tmp_path_factory):
     return fresh_manage(tmp_path_factory.mktemp("var"))
 
 
+@pytest.fixture(scope="module")
+def manage_with_alice(tmp_path_factory):
+    """A fresh var/ of its own with example.test and alice in it, made once for the tests that use it."""
+    manage = fresh_manage(tmp_path_factory.mktemp("var"))
+    assert manage("createdomain", "example.test").returncode == 0
+    assert manage("createmailbox", "alice@example.test", "--password", "alice-secret-pw").returncode == 0
+    return manage
+
+
 def test_create_domain_mailbox_alias_and_deliver(manage):
     assert manage("createdomain", "example.test").stdout == b"created domain example.test (example.test)\n"
     result = manage("createmailbox", "alice@example.test", stdin=b"alice-secret-pw\n")
@@ -60,10 +69,8 @@ def test_create_domain_mailbox_alias_and_deliver(manage):
         (("deliver", "alice@example.test"), b"", b"CommandError: no message on standard input\n"),
     ],
 )
-def test_errors_exit_non_zero_with_one_line_reason(manage, args, stdin, reason):
-    manage("createdomain", "example.test")
-    manage("createmailbox", "alice@example.test", "--password", "alice-secret-pw")
-    result = manage(*args, stdin=stdin)
+def test_errors_exit_non_zero_with_one_line_reason(manage_with_alice, args, stdin, reason):
+    result = manage_with_alice(*args, stdin=stdin)
     assert result.returncode != 0
     assert result.stderr == reason
 
