@@ -36,7 +36,6 @@ from collections.abc import Iterable
 import redis
 
 from mailcore.conf import conf
-from mailcore.delivery import runner
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +68,8 @@ def wake(message_id: int | None, domains: Iterable[str] = ()) -> None:
     a task for the message alone, sent at once (the operator's retry).
     """
     if not conf.celery_broker_url:
+        from mailcore.delivery import runner  # here: importing it (and the worker) costs every process's start
+
         runner.poke()
         return
     if not domains:
