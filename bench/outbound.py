@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.procstat import process_tree_cpu  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 MESSAGE_SIZE = 4096
@@ -40,21 +42,6 @@ PG_URL = "postgres://postgres@127.0.0.1:5432/{name}"
 TIME_LIMIT = 120.0  # seconds per mode
 ENQUEUE_WAY = "BENCH_ENQUEUE"  # group (the default) or direct, for the child
 WORKER_PID = "BENCH_WORKER_PID"  # the Celery worker's main process, for the child's CPU accounting
-
-
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by `pid` and every live descendant (Linux /proc)."""
-    total, pending = 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
 
 
 def cpu_now() -> float:

@@ -1,13 +1,15 @@
 """Inbound SMTP benchmark: 10 sessions send 4 KB messages over the MX listener to local mailboxes.
 
-The server runs in a child process (scratch var/, SQLite, a loopback DNS server
-so SPF/DKIM/DMARC lookups are real but local); the clients are threads here,
-each reusing one connection. Baseline in the same run, same load: a minimal
-aiosmtpd server whose handler only writes and fsyncs each message to a file
-(the Python ceiling). Each server's CPU time per message (from /proc, all its
-threads) is printed too: on shared cores it moves less than the rates do.
-Prints one JSON document.
-Usage: python bench/smtp_inbound.py [--messages N] [--sessions N]
+The server is `manage.py runmail` (scratch var/, SQLite, only the MX listener),
+measured with SMTP in runmail itself (MAIL_SMTP_PROCESSES=1) and in worker
+processes (2, one per core here); SPF/DKIM/DMARC lookups are real, answered by
+a DNS server on loopback in this process. The clients are threads here, each
+reusing one connection. Baseline in the same run, same load: a minimal
+aiosmtpd server (one process) whose handler only writes and fsyncs each message
+to a file (the Python ceiling). Each server's CPU time per message (from /proc,
+all its threads and processes) is printed too: on shared cores it moves less
+than the rates do. Prints one JSON document.
+Usage: python bench/smtp_inbound.py [--messages N] [--sessions N] [--processes N ...]
 """
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.procstat import process_tree_cpu  # noqa: E402
+from tests.support.dnsserver import DNSServer  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+
 MESSAGE_SIZE = 4096
 TAIL = 250  # "messages per second until the last 250": the rate measured over all but the last 250
 
@@ -39,35 +46,41 @@ def message(n: int, rcpt: str) -> bytes:
 # Servers (child process) ----------------------------------------------------------------
 
 
-def serve_ours(sessions: int) -> None:
+def prepare_ours(sessions: int) -> None:
+    """Migrate the scratch var/ and make the mailboxes the sessions send to."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
-    from tests.support.dnsserver import DNSServer
-
-    dns_server = DNSServer().__enter__()
-    os.environ["MAIL_DNS_NAMESERVERS"] = dns_server.nameserver
     django.setup()
     from django.core.management import call_command
 
     from mailcore.directory import create_account, create_domain
-    from mailcore.runner import freeze_startup_objects
-    from mailcore.smtp.listeners import serve
-    from mailcore.tls import server_context
 
     call_command("migrate", verbosity=0)
     create_domain("example.test")
     for n in range(sessions):
         create_account(f"user{n}@example.test", "bench-password-1")
 
-    async def main() -> None:
-        server = await serve("mx", "127.0.0.1", 0, server_context(), False)
-        freeze_startup_objects()  # as runmail does
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.Event().wait()
 
-    asyncio.run(main())
+def start_ours(env: dict[str, str], sessions: int, processes: int) -> tuple[subprocess.Popen[bytes], int]:
+    """runmail itself, MX listener only, on a scratch var/, logging as it does by default (INFO: a line per
+    transaction) to a file there; returns once it says it is ready."""
+    subprocess.run([sys.executable, __file__, "--prepare-ours", str(sessions)], env=env, cwd=ROOT, check=True)
+    port = free_port()
+    env = {**env, "MAIL_SMTP_PORT": str(port), "MAIL_SMTP_PROCESSES": str(processes)}
+    env.pop("LOG_LEVEL")
+    for name in ("SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S"):
+        env[f"MAIL_{name}_PORT"] = "0"
+    log = Path(env["MAIL_VAR_DIR"]) / "runmail.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "manage.py", "runmail"], env=env, cwd=ROOT, stderr=output)
+    deadline = time.monotonic() + 120
+    while "runmail ready" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"runmail did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return process, port
 
 
 def serve_baseline(directory: str) -> None:
@@ -146,31 +159,27 @@ def load(port: int, total: int, sessions: int) -> dict[str, float]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, all its threads (proc(5): utime and stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_server(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+def run_baseline(directory: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, __file__, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--serve-baseline", directory], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     return process, int(process.stdout.readline())
 
 
-def measure(kind: str, total: int, sessions: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as var:
-        env = {**os.environ, "MAIL_VAR_DIR": var, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
+def measure(kind: str, total: int, sessions: int, processes: int = 1) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as var, DNSServer() as dns_server:
+        # SPF and DMARC lookups are real, answered on loopback (NXDOMAIN) by a server in this process,
+        # as a caching resolver beside the MX would; runmail keeps the answers for their TTL.
+        env = {**os.environ, "MAIL_VAR_DIR": var, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING",
+               "MAIL_DNS_NAMESERVERS": dns_server.nameserver}
         for name in ("REDIS_URL", "DATABASE_URL", "CELERY_BROKER_URL"):
             env.pop(name, None)
-        args = ["--serve-ours", str(sessions)] if kind == "ours" else ["--serve-baseline", var]
-        process, port = run_server(args, env)
+        process, port = start_ours(env, sessions, processes) if kind == "ours" else run_baseline(var, env)
         try:
-            cpu_before = cpu_seconds(process.pid)
+            cpu_before = process_tree_cpu(process.pid)  # with runmail's SMTP worker processes, if any
             figures = load(port, total, sessions)
-            figures["server_cpu_ms_per_message"] = round((cpu_seconds(process.pid) - cpu_before) * 1000 / total, 2)
+            figures["server_cpu_ms_per_message"] = round((process_tree_cpu(process.pid) - cpu_before) * 1000 / total, 2)
             return figures
         finally:
             process.terminate()
@@ -181,30 +190,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=1000, help="the issue asks 5000 (~2.5 min here)")
     parser.add_argument("--sessions", type=int, default=10)
-    parser.add_argument("--serve-ours", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=[1, 2], nargs="+",
+                        help="MAIL_SMTP_PROCESSES values to measure ours with (default: 1 and 2)")
+    parser.add_argument("--prepare-ours", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_ours:
-        serve_ours(args.serve_ours)
+    if args.prepare_ours:
+        prepare_ours(args.prepare_ours)
         return
     if args.serve_baseline:
         serve_baseline(args.serve_baseline)
         return
     baseline = measure("baseline", args.messages, args.sessions)
-    ours = measure("ours", args.messages, args.sessions)
-    print(
-        json.dumps(
-            {
-                "benchmark": "inbound SMTP over the MX listener into local mailboxes (SQLite)",
-                "message_bytes": MESSAGE_SIZE,
-                "sessions": args.sessions,
-                "baseline_aiosmtpd_fsync_file": baseline,
-                "mailcore_mx": ours,
-                "ratio_vs_baseline": round(ours["messages_per_second"] / baseline["messages_per_second"], 3),
-            },
-            indent=2,
+    report: dict[str, object] = {
+        "benchmark": "inbound SMTP over the MX listener into local mailboxes (SQLite)",
+        "message_bytes": MESSAGE_SIZE,
+        "sessions": args.sessions,
+        "baseline_aiosmtpd_fsync_file": baseline,
+    }
+    for processes in args.processes:
+        ours = measure("ours", args.messages, args.sessions, processes)
+        report[f"mailcore_mx_smtp_processes_{processes}"] = ours
+        report[f"ratio_vs_baseline_smtp_processes_{processes}"] = round(
+            ours["messages_per_second"] / baseline["messages_per_second"], 3
         )
-    )
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,16 @@ class MailConf:
         return int(settings.MAIL_STORE_THREADS)
 
     @property
+    def smtp_processes(self) -> int:
+        """MAIL_SMTP_PROCESSES: processes serving SMTP; above 1, worker processes runmail starts and watches."""
+        return max(1, int(settings.MAIL_SMTP_PROCESSES))
+
+    @property
+    def project_dir(self) -> Path:
+        """Where manage.py is (the worker processes runmail starts run it)."""
+        return Path(settings.BASE_DIR)
+
+    @property
     def redis_url(self) -> str:
         return str(settings.REDIS_URL)
 

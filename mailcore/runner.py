@@ -14,12 +14,15 @@ import signal
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailcore.conf import conf
 from mailcore.store import aio
 from mailcore.store.events import hub
 from mailcore.tls import server_context
+
+if TYPE_CHECKING:
+    from mailcore.smtp.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class ListenerSpec:
     port_name: str
     implicit_tls: bool
     serve: Callable[[], ServeFunction]  # imported lazily so that a listener's module loads only when used
+    smtp_role: str = ""  # mx or submission: served by the SMTP worker processes when MAIL_SMTP_PROCESSES > 1
 
 
 def _smtp_mx() -> ServeFunction:
@@ -62,9 +66,9 @@ def _imap_serve() -> ServeFunction:
 
 
 LISTENERS: list[ListenerSpec] = [
-    ListenerSpec("SMTP (MX)", "SMTP", implicit_tls=False, serve=_smtp_mx),
-    ListenerSpec("Submission (STARTTLS)", "SUBMISSION", implicit_tls=False, serve=_smtp_submission),
-    ListenerSpec("Submission (TLS)", "SUBMISSIONS", implicit_tls=True, serve=_smtp_submission),
+    ListenerSpec("SMTP (MX)", "SMTP", False, _smtp_mx, smtp_role="mx"),
+    ListenerSpec("Submission (STARTTLS)", "SUBMISSION", False, _smtp_submission, smtp_role="submission"),
+    ListenerSpec("Submission (TLS)", "SUBMISSIONS", True, _smtp_submission, smtp_role="submission"),
     ListenerSpec("POP3", "POP3", implicit_tls=False, serve=_pop3),  # RFC 1939, STLS (RFC 2595)
     ListenerSpec("POP3S", "POP3S", implicit_tls=True, serve=_pop3),  # RFC 8314 §3.3 implicit TLS
     # RFC 9051 §6.2.1 STARTTLS on MAIL_IMAP_PORT; RFC 8314 implicit TLS on MAIL_IMAPS_PORT.
@@ -102,6 +106,7 @@ def background_jobs() -> list[Job]:
 
 
 async def start_listeners() -> list[asyncio.AbstractServer]:
+    """Start every listener this process serves; the SMTP ones go to `start_smtp_workers` when there are workers."""
     context = server_context()
     servers = []
     for spec in LISTENERS:
@@ -109,10 +114,30 @@ async def start_listeners() -> list[asyncio.AbstractServer]:
         if port == 0:
             log.info("%s listener is off (MAIL_%s_PORT=0)", spec.label, spec.port_name)
             continue
+        if spec.smtp_role and conf.smtp_processes > 1:
+            continue
         server = await spec.serve()(conf.bind, port, context, spec.implicit_tls)
         log.info("%s listening on %s port %s%s", spec.label, conf.bind, port, " (TLS)" if spec.implicit_tls else "")
         servers.append(server)
     return servers
+
+
+async def start_smtp_workers() -> WorkerPool | None:
+    """With MAIL_SMTP_PROCESSES above 1: bind the SMTP listeners and start the worker processes serving them."""
+    if conf.smtp_processes <= 1:
+        return None
+    from mailcore.smtp.workers import WorkerPool, bind
+
+    listeners = []
+    for spec in LISTENERS:
+        port = conf.port(spec.port_name)
+        if spec.smtp_role and port:
+            listeners.append((spec.smtp_role, spec.implicit_tls, bind(conf.bind, port)))
+            log.info("%s listening on %s port %s%s in %d worker processes", spec.label, conf.bind, port,
+                     " (TLS)" if spec.implicit_tls else "", conf.smtp_processes)
+    pool = WorkerPool(listeners, conf.smtp_processes)
+    await pool.start()
+    return pool
 
 
 def freeze_startup_objects() -> None:
@@ -133,13 +158,17 @@ async def run_forever() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     servers = await start_listeners()
+    workers = await start_smtp_workers()
     tasks = [asyncio.create_task(job()) for job in background_jobs()]
-    log.info("runmail ready: %d listener(s), %d background job(s)", len(servers), len(tasks))
+    log.info("runmail ready: %d listener(s), %d background job(s)%s", len(servers), len(tasks),
+             f", SMTP in {workers.count} worker processes" if workers else "")
     freeze_startup_objects()
     try:
         await stop.wait()
     finally:
         log.info("runmail stopping")
+        if workers:
+            await workers.stop()  # first: their sessions' writes still come here
         for server in servers:
             server.close()
         for task in tasks:

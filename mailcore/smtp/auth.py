@@ -33,7 +33,7 @@ INVALID = "535 5.7.8 Authentication credentials invalid"
 async def authenticate(server: SMTPServer, arg: str) -> AuthenticatedUser:
     """Run one AUTH exchange; the user on success, else raise SMTPError with the reply."""
     session = server.mail_session
-    if await aio.run(throttle.is_blocked, session.ip):
+    if await aio.run_shared(throttle.is_blocked, session.ip):
         log.warning("session %s peer %s: AUTH refused, address is blocked", session.id, session.ip)
         raise SMTPError(BLOCKED, close=True)
     mechanism, _, initial = arg.strip().partition(" ")
@@ -46,13 +46,13 @@ async def authenticate(server: SMTPServer, arg: str) -> AuthenticatedUser:
         login, password = await _plain(server, initial.strip())
     else:
         login, password = await _login(server, initial.strip())
-    delay = await aio.run(throttle.delay_for, session.ip)
+    delay = await aio.run_shared(throttle.delay_for, session.ip)
     if delay:
         await asyncio.sleep(delay)  # each recent failure from this IP slows the answer
     user = await aio.run(check_login, login, password) if login else None
     if user is None:
         metrics.auth_failure("submission")
-        failures = await aio.run(throttle.record_failure, session.ip)
+        failures = await aio.run_shared(throttle.record_failure, session.ip)
         log.info("session %s peer %s: AUTH %s failed (%d recent failures)", session.id, session.ip, mechanism, failures)
         raise SMTPError(INVALID)
     log.info("session %s peer %s: AUTH %s as %s", session.id, session.ip, mechanism, user.address)

@@ -124,11 +124,10 @@ class MXHandler(BaseHandler):
             log.info("session %s peer %s: DMARC reject for %s", session.id, session.ip, verdict.from_domain)
             raise SMTPError(f"550 5.7.1 Message rejected: DMARC policy of {verdict.from_domain} says reject")
         trace = trace_of(server, session, envelope)
+        recipients = list(envelope.rcpt_tos)
         try:
-            await aio.run_durable(
-                inbound.deliver_inbound, content, sender, list(envelope.rcpt_tos), trace, verdict.results,
-                envelope.dsn_request(),
-            )
+            prepared = await aio.run(inbound.prepare_inbound, content, sender, recipients, trace, verdict.results)
+            await aio.run_durable(inbound.deliver_inbound, prepared, sender, recipients, envelope.dsn_request())
         except store.OverQuota:
             raise SMTPError("452 4.2.2 Mailbox full; try again later") from None
         except store.StorageFailure:

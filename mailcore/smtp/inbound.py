@@ -1,11 +1,13 @@
 """MX delivery: a message from another server, for our domains, into local mailboxes (DESIGN step 6).
 
-Synchronous; the MX handler calls `deliver_inbound` through `mailcore.store.aio.run`.
+Synchronous; the MX handler runs `prepare_inbound` through `mailcore.store.aio.run` and
+then `deliver_inbound` through `aio.run_durable` (the group commit).
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.db import transaction
 
@@ -22,17 +24,28 @@ from mailcore.smtp.recipients import delivery_address
 log = logging.getLogger(__name__)
 
 
-def deliver_inbound(
-    raw: bytes, mail_from: str, recipients: Sequence[str], trace: headers.TraceInfo, results: Sequence[str],
-    request: Request = NOTHING_ASKED,
-) -> store.DeliveryReport:
-    """Add trace fields and deliver; durable when it returns, all or nothing.
+@dataclass(frozen=True)
+class PreparedInbound:
+    """A message from the MX with our trace fields, stored durably and parsed, before any row is written."""
+
+    blob: store.StoredBlob  # Return-Path, Received, Authentication-Results, then the message: what mailboxes get
+    return_path_length: int
+
+    @property
+    def forwarded(self) -> bytes:
+        """What an alias forwarding outside our domains sends on: all but Return-Path (RFC 5321 §4.4)."""
+        return self.blob.data[self.return_path_length:]
+
+
+def prepare_inbound(
+    raw: bytes, mail_from: str, recipients: Sequence[str], trace: headers.TraceInfo, results: Sequence[str]
+) -> PreparedInbound:
+    """Add trace fields, then store the blob durably and parse it: what needs no transaction.
 
     Forged Authentication-Results claiming our name are removed and ours
     (`results`, RFC 8601) prepended with Received (RFC 5321 §4.4) and Return-Path.
-    Recipients whose NOTIFY asked for success get a report (RFC 3461), in the same transaction.
-    Raises mailcore.store.OverQuota when any mailbox is full (nothing is kept
-    then, so the sender's retry makes no duplicates) and StorageFailure.
+    The session runs this in its own thread (or SMTP worker process), so that
+    the group commit's one thread has only rows left to write. Raises StorageFailure.
     """
     data = headers.remove_forged_results(to_crlf(raw), conf.hostname)
     data = (
@@ -40,15 +53,28 @@ def deliver_inbound(
         + headers.authentication_results(conf.hostname, results)
         + data
     )
+    return_path = headers.return_path(mail_from)
+    return PreparedInbound(store.store_parsed(return_path + data), len(return_path))
+
+
+def deliver_inbound(
+    prepared: PreparedInbound, mail_from: str, recipients: Sequence[str], request: Request = NOTHING_ASKED
+) -> store.DeliveryReport:
+    """Deliver a prepared message; durable when it returns, all or nothing.
+
+    Recipients whose NOTIFY asked for success get a report (RFC 3461), in the same transaction.
+    Raises mailcore.store.OverQuota when any mailbox is full (nothing is kept
+    then, so the sender's retry makes no duplicates) and StorageFailure.
+    """
     # No savepoint of its own: it runs as a whole in its caller's (group commit's per-call savepoint).
     with transaction.atomic(savepoint=False):
-        stored = headers.return_path(mail_from) + data
-        report = store.deliver(stored, [delivery_address(r) for r in recipients])
+        report = store.deliver_stored(prepared.blob, [delivery_address(r) for r in recipients])
         if report.over_quota:
             raise store.OverQuota(f"{report.over_quota[0]}: mailbox full")
         if report.remote:  # an alias forwards outside our domains, or a bounce comes back through SRS
-            enqueue(data, srs.forward_sender(mail_from, _forwarding_domain(recipients)), report.remote, None)
-        dsn.report_local_delivery(mail_from, stored, request, recipients, report)
+            forwarder = srs.forward_sender(mail_from, _forwarding_domain(recipients))
+            enqueue(prepared.forwarded, forwarder, report.remote, None)
+        dsn.report_local_delivery(mail_from, prepared.blob.data, request, recipients, report)
     if report.unknown:
         log.warning("recipients vanished between RCPT and DATA: %s", ", ".join(report.unknown))
     return report

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from django.db import close_old_connections, connections, transaction
 from django.db.transaction import TransactionManagementError
@@ -27,6 +27,23 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class Forwarder(Protocol):
+    """Where an SMTP worker process sends its durable writes (`mailcore.store.remote.MainProcess`)."""
+
+    async def call(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        ...
+
+
+DURABLE, SHARED = "durable", "shared"  # how a worker's call runs in the main process: run_durable, run
+_main_process: Forwarder | None = None  # set in an SMTP worker process: runmail's main process writes for it
+
+
+def forward_to(main_process: Forwarder | None) -> None:
+    """Make this an SMTP worker process: `run_durable` and `run_shared` run in `main_process` from now on."""
+    global _main_process
+    _main_process = main_process
 
 _executor: ThreadPoolExecutor | None = None
 _thread_count = 0
@@ -71,7 +88,7 @@ def _call_in_thread(fn: Callable[..., R], *args: object, **kwargs: object) -> R:
 _ALLOWED_MODULES = ("mailcore.store", "mailcore.directory", "mailcore.auth", "mailcore.smtp", "mailcore.delivery.queue")
 
 
-def _check_allowed(fn: Callable[..., Any]) -> None:
+def check_allowed(fn: Callable[..., Any]) -> None:
     module = getattr(fn, "__module__", "") or ""
     if not module.startswith(_ALLOWED_MODULES):
         raise TypeError(f"{fn!r} is not a mailcore store, directory, auth, SMTP policy or queue function")
@@ -79,9 +96,21 @@ def _check_allowed(fn: Callable[..., Any]) -> None:
 
 async def run(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run a store (or directory/auth, or SMTP policy) function in a worker thread and await its result."""
-    _check_allowed(fn)
+    check_allowed(fn)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_pool(), functools.partial(_call_in_thread, fn, *args, **kwargs))
+
+
+async def run_shared(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Like `run`, for state every process of runmail must see alike (login failures counted without Redis).
+
+    In an SMTP worker process it runs in runmail's main process.
+    """
+    if _main_process is not None:
+        check_allowed(fn)
+        result: R = await _main_process.call(SHARED, fn, args, kwargs)
+        return result
+    return await run(fn, *args, **kwargs)
 
 
 # Group commit ----------------------------------------------------------------------
@@ -114,8 +143,13 @@ async def run_durable(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> 
     """Like `run`, for a function that writes mail durably; concurrent calls share one commit.
 
     Returns (or raises) only after the call's transaction has committed and its
-    blobs are fsynced, so a success reply sent afterwards is safe.
+    blobs are fsynced, so a success reply sent afterwards is safe. In an SMTP
+    worker process the call runs in runmail's main process, in its group commit.
     """
+    if _main_process is not None:
+        check_allowed(fn)
+        forwarded: R = await _main_process.call(DURABLE, fn, args, kwargs)
+        return forwarded
     result: R = await _grouped(False, fn, args, kwargs)
     return result
 
@@ -131,7 +165,7 @@ async def run_grouped(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> 
 
 
 async def _grouped(relaxed: bool, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    _check_allowed(fn)
+    check_allowed(fn)
     loop = asyncio.get_running_loop()
     committers = _committers.setdefault(loop, {})
     if relaxed not in committers:

@@ -55,6 +55,26 @@ def store_blob(raw: bytes) -> tuple[bytes, str]:
         raise StorageFailure(str(err)) from err
 
 
+@dataclass(frozen=True)
+class StoredBlob:
+    """A message stored durably and parsed: what `deliver_stored` inserts rows for."""
+
+    data: bytes  # the stored bytes (CRLF line ends)
+    digest: str
+    parsed: ParsedMessage
+
+
+def store_parsed(raw: bytes) -> StoredBlob:
+    """CRLF-normalise, durably store and parse `raw`: the part of a delivery that needs no transaction.
+
+    Outside a group commit the blob is fsynced before this returns; callers run it
+    before theirs, in parallel (an SMTP session's thread or worker process) rather
+    than in the commit's one thread. A blob no row comes to use is collected later.
+    """
+    data, digest = store_blob(raw)
+    return StoredBlob(data, digest, parse_message(data))
+
+
 def deliver(raw: bytes, recipients: Sequence[str], internal_date: dt.datetime | None = None) -> DeliveryReport:
     """Deliver `raw` to each envelope recipient's INBOX (after aliases, +tags and catch-all).
 
@@ -62,12 +82,15 @@ def deliver(raw: bytes, recipients: Sequence[str], internal_date: dt.datetime | 
     fsynced and every row committed. One recipient over quota does not stop the
     others. Raises StorageFailure when the blob cannot be written.
     """
+    return deliver_stored(store_parsed(raw), recipients, internal_date)
+
+
+def deliver_stored(
+    blob: StoredBlob, recipients: Sequence[str], internal_date: dt.datetime | None = None
+) -> DeliveryReport:
+    """`deliver` for a message `store_parsed` has stored already: only the rows, in one transaction."""
     report = DeliveryReport()
     targets = _route_recipients(recipients, report)
-    if not targets:
-        return report
-    data, digest = store_blob(raw)
-    parsed = parse_message(data)
     when = internal_date or timezone.now()
     # No savepoint of its own (one round trip less per message): nothing in it raises but a database
     # error or a missing INBOX, and either fails the caller's whole call; over quota is noted, not raised.
@@ -75,7 +98,7 @@ def deliver(raw: bytes, recipients: Sequence[str], internal_date: dt.datetime | 
         for account_id in sorted(targets):
             inbox = sql.FolderKey.by_name(account_id, INBOX)
             try:
-                mailbox_id, uid = _insert(account_id, inbox, data, digest, parsed, when, flags=())
+                mailbox_id, uid = _insert(account_id, inbox, blob.data, blob.digest, blob.parsed, when, flags=())
             except OverQuota:
                 report.over_quota.extend(targets[account_id])
                 continue
