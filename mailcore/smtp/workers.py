@@ -68,8 +68,14 @@ class WorkerPool:
 
     async def start(self) -> None:
         """Start every worker and return once all listen; raises when one cannot start."""
-        for index in range(self.count):
-            self._workers[index] = await self._spawn(index)
+        started = await asyncio.gather(*(self._spawn(i) for i in range(self.count)), return_exceptions=True)
+        failed = [result for result in started if isinstance(result, BaseException)]
+        for worker in started:
+            if isinstance(worker, _Worker):
+                self._workers[worker.index] = worker
+        if failed:
+            await self.stop()
+            raise failed[0]
         self._keepers = [asyncio.get_running_loop().create_task(self._keep(i)) for i in range(self.count)]
 
     def pids(self) -> list[int]:
