@@ -9,7 +9,8 @@ durable writes and its login-failure counts go to the main process
 (`mailcore.store.remote`), which also keeps IMAP, POP3 and the delivery runner.
 
 The main process restarts a worker that exits; a worker stops when the main
-process is gone (its socket pair closes) or on SIGTERM.
+process is gone (its socket pair closes) or on SIGTERM (it ignores SIGINT: on
+Ctrl-C runmail stops it).
 """
 from __future__ import annotations
 
@@ -113,6 +114,8 @@ class WorkerPool:
             pid = worker.process.pid
             log.warning("SMTP worker %d (pid %d) exited (status %s); starting it again", index, pid, status)
             await asyncio.sleep(RESTART_DELAY)
+            if self._stopping:
+                return
             try:
                 self._workers[index] = await self._spawn(index)
             except RuntimeError as err:
@@ -153,13 +156,15 @@ def parse_listen(value: str) -> tuple[str, bool, int]:
 
 
 async def run_worker(main_fd: int, listening: list[tuple[str, bool, int]]) -> None:
-    """Serve SMTP on the inherited sockets until SIGTERM or SIGINT, or until the main process is gone."""
+    """Serve SMTP on the inherited sockets until SIGTERM, or until the main process is gone."""
     from mailcore.runner import freeze_startup_objects
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # Ctrl-C reaches the whole process group: runmail stops its workers itself (SIGTERM), after
+    # the sessions' last writes, rather than seeing them exit and starting them again.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     main_process = await remote.MainProcess.connect(main_fd)
     aio.forward_to(main_process)
     context = server_context()

@@ -88,10 +88,16 @@ def test_two_workers_take_mx_and_submission_mail_and_the_main_process_stores_all
     assert Message.objects.filter(mailbox__account=bob, mailbox__name="INBOX").count() == 1
 
 
-def test_a_store_error_in_the_main_process_is_the_workers_reply(mail, ports, alice):
-    Account.objects.filter(pk=alice.pk).update(quota_bytes=10)
-    assert send_mx(ports["SMTP"], 1) == (452, b"4.2.2 Mailbox full; try again later")
-    assert not Message.objects.filter(mailbox__account=alice).exists()
+def test_errors_raised_in_the_main_process_are_the_workers_replies(mail, ports, alice, bob):
+    Account.objects.filter(pk__in=[alice.pk, bob.pk]).update(quota_bytes=10)
+    assert send_mx(ports["SMTP"], 1) == (452, b"4.2.2 Mailbox full; try again later")  # store.OverQuota
+    with smtplib.SMTP("127.0.0.1", ports["SUBMISSION"], timeout=TIMEOUT) as client:
+        client.login("alice@example.test", "alice-secret-pw")
+        client.mail("alice@example.test")
+        client.rcpt("bob@example.test")
+        body = b"From: alice@example.test\r\nTo: bob@example.test\r\n\r\nhello\r\n"
+        assert client.data(body) == (452, b"4.2.2 <bob@example.test>: Mailbox full")  # SubmissionError
+    assert not Message.objects.filter(mailbox__account__in=[alice, bob], mailbox__name="INBOX").exists()
 
 
 def test_idle_hears_of_mx_mail_from_a_worker_at_once(mail, ports, alice):
@@ -121,7 +127,7 @@ def test_failed_logins_are_counted_for_every_worker_together(mail, ports, alice)
     assert fail_once(10) == (421, b"4.7.0 Too many failed logins from your address; try again later")
 
 
-def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(mail, ports):
+def test_a_worker_that_dies_is_replaced_and_ctrl_c_stops_them_all(mail, ports):
     first, second = worker_pids(mail.process.pid)
     os.kill(first, signal.SIGKILL)
     deadline = time.monotonic() + 60
@@ -137,6 +143,9 @@ def test_a_worker_that_dies_is_replaced_and_sigterm_stops_them_all(mail, ports):
     assert any("exited (status -9); starting it again" in line for line in mail.log)
     for n in range(4):  # whichever worker takes them
         assert send_mx(ports["SMTP"], n)[0] == 250
-    mail.process.send_signal(signal.SIGTERM)
+    restarts = sum("starting it again" in line for line in mail.log)
+    for pid in (mail.process.pid, *pids):  # Ctrl-C reaches the whole process group
+        os.kill(pid, signal.SIGINT)
     assert mail.process.wait(30) == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
+    assert sum("starting it again" in line for line in mail.log) == restarts
