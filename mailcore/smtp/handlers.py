@@ -5,13 +5,14 @@ are raised as SMTPError and become replies in the session loop.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from mailcore import dsnparams, store
 from mailcore.address import AddressError, parse_address
 from mailcore.conf import conf
-from mailcore.smtp import inbound, submission, verification
+from mailcore.smtp import inbound, submission
 from mailcore.smtp.headers import TraceInfo
 from mailcore.smtp.recipients import check_recipient
 from mailcore.smtp.replies import SMTPError
@@ -119,14 +120,16 @@ class MXHandler(BaseHandler):
     async def handle_DATA(self, server: SMTPServer, session: MailSession, envelope: MailEnvelope) -> str:
         content: Any = envelope.original_content
         sender = self.sender_of(envelope)
-        verdict = await verification.verify(content, sender, session.ip, session.host_name or "")
-        if verdict.reject and conf.dmarc_reject:
-            log.info("session %s peer %s: DMARC reject for %s", session.id, session.ip, verdict.from_domain)
-            raise SMTPError(f"550 5.7.1 Message rejected: DMARC policy of {verdict.from_domain} says reject")
         trace = trace_of(server, session, envelope)
         recipients = list(envelope.rcpt_tos)
         try:
-            prepared = await aio.run(inbound.prepare_inbound, content, sender, recipients, trace, verdict.results)
+            # Blocking library calls and file writes: in a thread of their own, the store's threads stay free.
+            verdict, prepared = await asyncio.to_thread(
+                inbound.check_and_prepare, content, sender, session.ip, session.host_name or "", recipients, trace
+            )
+            if prepared is None:
+                log.info("session %s peer %s: DMARC reject for %s", session.id, session.ip, verdict.from_domain)
+                raise SMTPError(f"550 5.7.1 Message rejected: DMARC policy of {verdict.from_domain} says reject")
             await aio.run_durable(inbound.deliver_inbound, prepared, sender, recipients, envelope.dsn_request())
         except store.OverQuota:
             raise SMTPError("452 4.2.2 Mailbox full; try again later") from None

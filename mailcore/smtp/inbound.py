@@ -1,7 +1,7 @@
 """MX delivery: a message from another server, for our domains, into local mailboxes (DESIGN step 6).
 
-Synchronous; the MX handler runs `prepare_inbound` through `mailcore.store.aio.run` and
-then `deliver_inbound` through `aio.run_durable` (the group commit).
+Synchronous; the MX handler runs `check_and_prepare` in a thread and then
+`deliver_inbound` through `mailcore.store.aio.run_durable` (the group commit).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mailcore.dsnparams import NOTHING_ASKED, Request
 from mailcore.mime import to_crlf
 from mailcore.smtp import headers
 from mailcore.smtp.recipients import delivery_address
+from mailcore.smtp.verification import Verdict, verify_message
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,17 @@ def prepare_inbound(
     )
     return_path = headers.return_path(mail_from)
     return PreparedInbound(store.store_parsed(return_path + data), len(return_path))
+
+
+def check_and_prepare(
+    raw: bytes, mail_from: str, ip: str, helo: str, recipients: Sequence[str], trace: headers.TraceInfo
+) -> tuple[Verdict, PreparedInbound | None]:
+    """SPF, DKIM and DMARC, then `prepare_inbound` with their results; no message prepared (None)
+    when DMARC says reject and MAIL_DMARC_REJECT follows it."""
+    verdict = verify_message(raw, mail_from, ip, helo)
+    if verdict.reject and conf.dmarc_reject:
+        return verdict, None
+    return verdict, prepare_inbound(raw, mail_from, recipients, trace, verdict.results)
 
 
 def deliver_inbound(

@@ -1,12 +1,12 @@
 """End-of-DATA checks on the MX: SPF (RFC 7208), DKIM (RFC 6376, dkimpy) and DMARC (RFC 7489).
 
 Every lookup goes through mailcore.dns (MAIL_DNS_NAMESERVERS). The checks are
-blocking library calls, so `verify` runs them in a worker thread. The outcome is
+blocking library calls: the MX runs `verify_message` in a thread of its own
+(`inbound.check_and_prepare`), not a store thread. The outcome is
 a list of Authentication-Results items (RFC 8601 §2.7) and whether DMARC says reject.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable
@@ -42,10 +42,6 @@ class DkimResult:
 
 class _DNSTempFail(Exception):
     """A DKIM key lookup failed temporarily (dkimpy calls our dnsfunc)."""
-
-
-async def verify(raw: bytes, mail_from: str, ip: str, helo: str) -> Verdict:
-    return await asyncio.to_thread(verify_message, raw, mail_from, ip, helo)
 
 
 def verify_message(raw: bytes, mail_from: str, ip: str, helo: str) -> Verdict:
