@@ -50,6 +50,34 @@ def deferred_sync() -> Iterator[None]:
         _deferred.dirs = None
 
 
+def put_unsynced(raw: bytes) -> tuple[str, tuple[str, ...]]:
+    """`put` without waiting for the disk: the digest, and the paths to fsync (the file, and every
+    directory that gained an entry) before a row may point to the blob (`sync_later`).
+
+    For work done before a transaction, in parallel, whose group commit then syncs
+    these paths together with its own (directories once per batch).
+    """
+    outer = getattr(_deferred, "paths", None), getattr(_deferred, "dirs", None)
+    with deferred_sync():
+        digest = put(raw)
+        paths: list[Path] = _deferred.paths
+        pending = [*paths, *dict.fromkeys([*(path.parent for path in paths), *_deferred.dirs])]
+    _deferred.paths, _deferred.dirs = outer
+    return digest, tuple(str(path) for path in pending)
+
+
+def sync_later(pending: Iterable[str]) -> None:
+    """fsync `pending` (from `put_unsynced`) with this thread's deferred blobs, before its commit;
+    at once when this thread defers nothing."""
+    targets = [Path(path) for path in pending]
+    deferred: list[Path] | None = getattr(_deferred, "dirs", None)
+    if deferred is None:
+        for target in targets:
+            _fsync_path(target)
+    else:
+        deferred.extend(targets)  # synced once each, with the directories, by sync_deferred
+
+
 def sync_deferred() -> None:
     """fsync every blob written under `deferred_sync()` so far, and each directory once.
 
@@ -121,12 +149,19 @@ def put(raw: bytes) -> str:
 
 
 def _put_file(path: Path, raw: bytes) -> None:
+    deferred: list[Path] | None = getattr(_deferred, "paths", None)
     if path.exists():
         # Refresh the age so that orphan collection cannot remove a blob a new row is about to use.
         os.utime(path)
+        # Whoever wrote it may not have fsynced it yet (its own commit still to come, or failed):
+        # sync it for this row too; a file with nothing unwritten costs little.
+        if deferred is None:
+            _fsync_path(path)
+            _fsync_dir(path.parent)
+        else:
+            deferred.append(path)
         return
     grown = _make_dirs(path.parent)
-    deferred: list[Path] | None = getattr(_deferred, "paths", None)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -62,17 +62,23 @@ class StoredBlob:
     data: bytes  # the stored bytes (CRLF line ends)
     digest: str
     parsed: ParsedMessage
+    unsynced: tuple[str, ...] = ()  # paths deliver_stored has fsynced before its rows commit
 
 
 def store_parsed(raw: bytes) -> StoredBlob:
-    """CRLF-normalise, durably store and parse `raw`: the part of a delivery that needs no transaction.
+    """CRLF-normalise, store and parse `raw`: the part of a delivery that needs no transaction.
 
-    Outside a group commit the blob is fsynced before this returns; callers run it
-    before theirs, in parallel (an SMTP session's thread or worker process) rather
-    than in the commit's one thread. A blob no row comes to use is collected later.
+    Callers run it before theirs, in parallel (an SMTP session's thread or worker
+    process) rather than in the group commit's one thread. The blob's fsyncs wait
+    for `deliver_stored`, which has them done with its batch's, before the COMMIT.
+    A blob no row comes to use is collected later.
     """
-    data, digest = store_blob(raw)
-    return StoredBlob(data, digest, parse_message(data))
+    data = to_crlf(raw)
+    try:
+        digest, unsynced = blobs.put_unsynced(data)
+    except blobs.BlobError as err:
+        raise StorageFailure(str(err)) from err
+    return StoredBlob(data, digest, parse_message(data), unsynced)
 
 
 def deliver(raw: bytes, recipients: Sequence[str], internal_date: dt.datetime | None = None) -> DeliveryReport:
@@ -89,6 +95,10 @@ def deliver_stored(
     blob: StoredBlob, recipients: Sequence[str], internal_date: dt.datetime | None = None
 ) -> DeliveryReport:
     """`deliver` for a message `store_parsed` has stored already: only the rows, in one transaction."""
+    try:
+        blobs.sync_later(blob.unsynced)  # in a group commit: with its batch's fsyncs, before the COMMIT
+    except OSError as err:
+        raise StorageFailure(f"cannot store message blob: {err.strerror or err}") from err
     report = DeliveryReport()
     targets = _route_recipients(recipients, report)
     when = internal_date or timezone.now()

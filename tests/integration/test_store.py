@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 
 from mailcore import store
+from mailcore.mime import to_crlf
 from mailcore.models import Message
 from mailcore.store import aio, blobs
 from tests.conftest import CORPUS_DIR, corpus_files
@@ -374,6 +375,41 @@ def test_a_new_fan_out_directory_is_made_durable_with_the_blob(blob_dir, monkeyp
     assert {leaf, leaf.parent, blob_dir} <= set(synced)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_message_stored_before_its_batch_is_fsynced_by_the_batch_before_the_commit(alice, blob_dir, monkeypatch):
+    """store_parsed (in the session's thread, or a worker process) writes the blob but leaves its fsyncs,
+    and those of the new fan-out directories, to the group commit of deliver_stored, before its COMMIT."""
+    events: list[str] = []
+    real_fsync_path = blobs._fsync_path
+    monkeypatch.setattr(blobs, "_fsync_path", lambda path: (events.append(f"sync {path}"), real_fsync_path(path)))
+    monkeypatch.setattr(blobs, "_fsync_dir", lambda path: events.append(f"sync-dir {path}"))
+    prepared = store.store_parsed(MESSAGE + b"early")
+    assert events == []
+    leaf = blob_dir / prepared.digest[:2] / prepared.digest[2:4]
+    made = [leaf, leaf.parent, blob_dir, blob_dir.parent]  # each gained an entry (the store was not there yet)
+    assert set(prepared.unsynced) == {str(leaf / prepared.digest), *map(str, made)}
+    real_commit = connection.commit
+    monkeypatch.setattr(connection, "commit", lambda: (events.append("COMMIT"), real_commit()))
+    jobs = _jobs((store.deliver_stored, prepared, ["alice@example.test"]))
+    aio._run_batch(jobs)
+    assert jobs[0].error is None and jobs[0].result.all_delivered
+    assert sorted(events[:-1]) == sorted(f"sync {path}" for path in prepared.unsynced)
+    assert events[-1] == "COMMIT"
+    assert store.read_message(inbox(alice), 1) == to_crlf(MESSAGE + b"early")
+
+
+def test_a_blob_already_there_is_fsynced_again_for_the_next_row(blob_dir, monkeypatch):
+    """Its writer may not have synced it yet (its batch still to come, or rolled back)."""
+    first_digest, _ = blobs.put_unsynced(b"same bytes\r\n")
+    synced: list[Path] = []
+    monkeypatch.setattr(blobs, "_fsync_path", lambda path: synced.append(Path(path)))
+    monkeypatch.setattr(blobs, "_fsync_dir", lambda path: synced.append(Path(path)))
+    assert blobs.put(b"same bytes\r\n") == first_digest
+    path = blob_dir / first_digest[:2] / first_digest[2:4] / first_digest
+    assert synced == [path, path.parent]
+    assert blobs.put_unsynced(b"same bytes\r\n") == (first_digest, (str(path), str(path.parent)))
+
+
 @pytest.mark.django_db
 def test_insert_parameters_are_what_the_orm_would_send():
     """The INSERT skips the ORM's conversion only where it is the identity; the result is the same."""
@@ -431,8 +467,6 @@ def test_a_failing_call_sends_the_batch_round_again_in_savepoints_and_every_blob
     ref = inbox(alice)
     assert store.uids(ref) == [1, 2]  # the first pass's UIDs were rolled back with it
     assert [store.read_message(ref, uid).rsplit(b"\n", 1)[1] for uid in (1, 2)] == [b"first", b"second"]
-    from mailcore.mime import to_crlf
-
     assert {blobs.digest_of(to_crlf(first)), blobs.digest_of(to_crlf(second))} <= set(synced)
 
 
