@@ -79,9 +79,6 @@ class WorkerPool:
             raise failed[0]
         self._keepers = [asyncio.get_running_loop().create_task(self._keep(i)) for i in range(self.count)]
 
-    def pids(self) -> list[int]:
-        return [worker.process.pid for worker in self._workers.values()]
-
     async def _spawn(self, index: int) -> _Worker:
         ours, theirs = socket.socketpair()
         listening = [(role, implicit, s.fileno()) for role, implicit, sockets in self.listeners for s in sockets]

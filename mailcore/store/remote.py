@@ -100,8 +100,10 @@ class MainProcess:
                     answer.set_result(value)
                 else:
                     answer.set_exception(value)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, pickle.UnpicklingError) as err:
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
             log.warning("connection to the main runmail process lost: %s", err or "closed")
+        except Exception:  # an answer that would not unpickle: the connection cannot be trusted after it
+            log.exception("unreadable answer from the main runmail process; closing the connection")
         finally:
             self.closed.set()
             for answer in self._pending.values():
