@@ -19,6 +19,8 @@ _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
+        if value.isprintable():  # the usual case, checked in C
+            return value[:MAX_FIELD_CHARS]
         return "".join(c if c.isprintable() else "?" for c in value)[:MAX_FIELD_CHARS]
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
