@@ -150,7 +150,7 @@ def put(raw: bytes) -> str:
 
 def _put_file(path: Path, raw: bytes) -> None:
     deferred: list[Path] | None = getattr(_deferred, "paths", None)
-    if path.exists():
+    if _is_whole(path, len(raw)):
         # Refresh the age so that orphan collection cannot remove a blob a new row is about to use.
         os.utime(path)
         # Whoever wrote it may not have fsynced it yet (its own commit still to come, or failed):
@@ -179,6 +179,15 @@ def _put_file(path: Path, raw: bytes) -> None:
     else:
         deferred.append(path)
         _deferred.dirs.extend(grown)
+
+
+def _is_whole(path: Path, size: int) -> bool:
+    """Whether the blob file is there with its full size. A file renamed into place whose fsync never
+    came (a crash before its batch committed) may be shorter after the crash: it is written again."""
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def _make_dirs(directory: Path) -> list[Path]:

@@ -57,7 +57,8 @@ def store_blob(raw: bytes) -> tuple[bytes, str]:
 
 @dataclass(frozen=True)
 class StoredBlob:
-    """A message stored durably and parsed: what `deliver_stored` inserts rows for."""
+    """A message stored (its fsyncs perhaps still to do: `unsynced`) and parsed: what `deliver_stored`
+    inserts rows for."""
 
     data: bytes  # the stored bytes (CRLF line ends)
     digest: str

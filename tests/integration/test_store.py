@@ -410,6 +410,16 @@ def test_a_blob_already_there_is_fsynced_again_for_the_next_row(blob_dir, monkey
     assert blobs.put_unsynced(b"same bytes\r\n") == (first_digest, (str(path), str(path.parent)))
 
 
+def test_a_blob_file_left_short_by_a_crash_is_written_again(blob_dir):
+    """Renamed into place, never fsynced, then a crash: the file may be empty. The same bytes stored
+    again must not trust it."""
+    digest, _ = blobs.put_unsynced(b"the whole message\r\n")
+    path = blob_dir / digest[:2] / digest[2:4] / digest
+    path.write_bytes(b"")
+    assert blobs.put(b"the whole message\r\n") == digest
+    assert blobs.get(digest) == b"the whole message\r\n"
+
+
 @pytest.mark.django_db
 def test_insert_parameters_are_what_the_orm_would_send():
     """The INSERT skips the ORM's conversion only where it is the identity; the result is the same."""
