@@ -10,6 +10,7 @@ import os
 import signal
 import smtplib
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,7 +35,7 @@ def message(n: int, to: str) -> bytes:
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    return {name: free_port() for name in ("SMTP", "SUBMISSION", "IMAP")}
+    return {name: free_port() for name in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP")}
 
 
 @pytest.fixture
@@ -85,7 +86,14 @@ def test_two_workers_take_mx_and_submission_mail_and_the_main_process_stores_all
         assert client.mail("alice@example.test") == (250, b"2.1.0 Sender OK")
         assert client.rcpt("bob@example.test") == (250, b"2.1.5 Recipient OK")
         assert client.data(body) == (250, b"2.0.0 Message accepted (1 delivered, 0 queued)")
-    assert Message.objects.filter(mailbox__account=bob, mailbox__name="INBOX").count() == 1
+    unverified = ssl._create_unverified_context()  # runmail's self-signed certificate
+    with smtplib.SMTP_SSL("127.0.0.1", ports["SUBMISSIONS"], timeout=TIMEOUT, context=unverified) as client:
+        client.login("alice@example.test", "alice-secret-pw")  # implicit TLS (RFC 8314), in a worker
+        assert client.sendmail("alice@example.test", ["bob@example.test"], body) == {}
+    with smtplib.SMTP("127.0.0.1", ports["SMTP"], timeout=TIMEOUT) as client:
+        client.starttls(context=unverified)  # RFC 3207 on the MX, in a worker
+        assert client.sendmail("sender@elsewhere.test", ["bob@example.test"], message(99, "bob@example.test")) == {}
+    assert Message.objects.filter(mailbox__account=bob, mailbox__name="INBOX").count() == 3
 
 
 def test_errors_raised_in_the_main_process_are_the_workers_replies(mail, ports, alice, bob):
