@@ -60,7 +60,14 @@ def worker_pids(parent: int) -> list[int]:
     children = []
     for task in Path(f"/proc/{parent}/task").iterdir():
         children += [int(pid) for pid in (task / "children").read_text().split()]
-    return [pid for pid in children if b"--smtp-worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return [pid for pid in children if b"--smtp-worker" in _command_line(pid)]
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):  # reaped since it was listed
+        return b""
 
 
 def send_mx(port: int, n: int, to: str = "alice@example.test") -> tuple[int, bytes]:
