@@ -250,11 +250,16 @@ class OutboundRecipient(models.Model):
     notify = models.CharField(max_length=32, blank=True, help_text="NOTIFY: NEVER, or SUCCESS,FAILURE,DELAY; empty if "
                               "not given (failures and delays are reported).")
     orcpt = models.CharField(max_length=500, blank=True, help_text="ORCPT, decoded: addr-type;address.")
+    esp_message_id = models.CharField(max_length=255, blank=True, help_text="The id the ESP gave the message "
+                                      "(transport anymail): its tracking webhooks name the message by it.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="outbound_due_idx")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="outbound_due_idx"),
+            models.Index(fields=["esp_message_id"], name="outbound_esp_id_idx", condition=~models.Q(esp_message_id="")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.address} ({self.state})"

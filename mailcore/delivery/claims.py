@@ -182,7 +182,8 @@ def _result_fields(result: Result, now: dt.datetime) -> dict[str, object]:
     row, outcome = result.row, result.outcome
     fields: dict[str, object] = {
         "attempts": row.attempts + 1, "last_reply": outcome.reply[:2000], "mx_host": outcome.host[:255],
-        "lease_owner": "", "lease_expires_at": None, "next_attempt_at": row.next_attempt_at, "updated_at": now,
+        "esp_message_id": outcome.esp_id[:255], "lease_owner": "", "lease_expires_at": None,
+        "next_attempt_at": row.next_attempt_at, "updated_at": now,
     }
     if outcome.kind == DELIVERED:
         fields["state"] = R.DELIVERED
@@ -204,8 +205,8 @@ def _still_leased(ids: list[int], owner: str) -> set[int]:
     return set(rows.values_list("pk", flat=True))
 
 
-_RESULT_COLUMNS = ("attempts", "last_reply", "mx_host", "lease_owner", "lease_expires_at", "next_attempt_at",
-                   "state", "updated_at")
+_RESULT_COLUMNS = ("attempts", "last_reply", "mx_host", "esp_message_id", "lease_owner", "lease_expires_at",
+                   "next_attempt_at", "state", "updated_at")
 
 
 def _update_results(written: list[tuple[Result, dict[str, object]]], owner: str, now: dt.datetime) -> None:

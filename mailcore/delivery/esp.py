@@ -118,7 +118,8 @@ class EspSession:
                 text += f" (id {result.message_id})"
             elif kind != DELIVERED and detail:
                 text += f": {detail}"
-            outcomes[rcpt] = Outcome(kind, code, enhanced, text, self.host)
+            esp_id = str(result.message_id or "") if result is not None and kind == DELIVERED else ""
+            outcomes[rcpt] = Outcome(kind, code, enhanced, text, self.host, esp_id)
         return outcomes
 
     def _error(self, err: AnymailError) -> DeliveryError:

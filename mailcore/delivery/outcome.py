@@ -15,6 +15,7 @@ class Outcome:
     status: str  # RFC 3463 enhanced status code, e.g. "5.1.10"
     text: str
     host: str = ""
+    esp_id: str = ""  # the id an ESP gave the message (Anymail), to match its later tracking events
 
     @property
     def reply(self) -> str:

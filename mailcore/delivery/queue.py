@@ -62,7 +62,7 @@ def enqueue(raw: bytes, sender: str, recipients: Sequence[str], account_id: int 
 # every statement is a round trip made while the other callers wait.
 _MESSAGE_FIELDS = ("blob", "size", "sender", "account", "smtputf8", "ret", "envid", "created_at")
 _RECIPIENT_FIELDS = ("state", "attempts", "next_attempt_at", "lease_owner", "mx_host", "last_reply",
-                     "delay_notified", "created_at", "updated_at")
+                     "delay_notified", "esp_message_id", "created_at", "updated_at")
 
 
 def _insert(message: dict[str, object], recipients: list[tuple[str, str, str, str]], now: dt.datetime) -> int:
@@ -74,7 +74,8 @@ def _insert(message: dict[str, object], recipients: list[tuple[str, str, str, st
     m_insert = (f"INSERT INTO {quote(OutboundMessage._meta.db_table)} ({m_columns}) "
                 f"VALUES ({', '.join(['%s'] * len(m_fields))}) RETURNING id")
     constant = {"state": OutboundRecipient.QUEUED, "attempts": 0, "next_attempt_at": now, "lease_owner": "",
-                "mx_host": "", "last_reply": "", "delay_notified": False, "created_at": now, "updated_at": now}
+                "mx_host": "", "last_reply": "", "delay_notified": False, "esp_message_id": "", "created_at": now,
+                "updated_at": now}
     r_fields = [_field(OutboundRecipient, name) for name in _RECIPIENT_FIELDS]
     r_params = [f.get_db_prep_save(constant[f.name], connection) for f in r_fields]
     r_columns = "message_id, address, domain, notify, orcpt, lease_expires_at, " + ", ".join(

@@ -1,0 +1,126 @@
+"""An ESP's late bounces: Postmark's tracking webhook, posted with curl to a live server, bounces the recipient
+the anymail transport had recorded as delivered and sends the sender a DSN (mailcore/delivery/esp_events.py)."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from mailcore import store
+from mailcore.delivery import queue, worker
+from mailcore.delivery.esp_events import late_reply
+from mailcore.models import DeliveryAttempt, OutboundRecipient
+from tests.support.espserver import esp_server, postmark_ok  # noqa: F401  (fixture by name)
+
+MESSAGE = (
+    b"From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: plans\r\n"
+    b"Message-ID: <late@example.test>\r\n\r\nSee you at noon.\r\n"
+)
+ESP_ID = "883953f4-6105-42a2-a16a-77a8eac79483"
+SECRET = "hook-user:hook-secret"
+DETAILS = "smtp; 550 5.1.1 <bob@remote.test>: Recipient address rejected: User unknown"
+EXPECTED_REPLY = ("550 5.1.1 Postmark reported the message bounced after accepting it: "
+                  "smtp; 550 5.1.1 <bob@remote.test>: Recipient address rejected: User unknown")
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the live server's thread must see the rows
+
+
+@pytest.fixture
+def sent(settings, remote, esp_server, alice):  # noqa: F811
+    """A message alice sent to bob@remote.test through the fake Postmark, which gave it ESP_ID; its row."""
+    settings.MAIL_RELAY = "anymail"
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    esp_server.replies.append((200, {**postmark_ok({"To": "bob@remote.test"}), "MessageID": ESP_ID}))
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    assert worker.deliver_message(message_id) == 1
+    row = OutboundRecipient.objects.get(message_id=message_id)
+    assert (row.state, row.esp_message_id) == ("delivered", ESP_ID)
+    return row
+
+
+def postmark_bounce(**changes: object) -> dict[str, object]:
+    """Postmark's bounce webhook body (its documented example, about our message)."""
+    return {
+        "RecordType": "Bounce", "MessageStream": "outbound", "ID": 4323372036854775807, "Type": "HardBounce",
+        "TypeCode": 1, "Name": "Hard bounce", "MessageID": ESP_ID, "ServerID": 23,
+        "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+        "Details": DETAILS, "Email": "Bob@remote.test", "From": "alice@example.test",
+        "BouncedAt": "2026-11-28T09:30:00.000Z", "Inactive": True, "CanActivate": True, "Subject": "plans",
+        **changes,
+    }
+
+
+def post(url: str, body: dict[str, object], auth: str = SECRET) -> int:
+    """POST `body` as JSON with curl and HTTP basic auth; the HTTP status."""
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--output", "/dev/null", "--write-out", "%{http_code}",
+         "--user", auth, "--header", "Content-Type: application/json", "--data-binary", json.dumps(body),
+         f"{url}/anymail/postmark/tracking/"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+def inbox_of(account) -> list[bytes]:
+    ref = store.get_folder(account.pk, "INBOX")
+    return [store.read_message(ref, uid) for uid in store.uids(ref)]
+
+
+def test_a_late_bounce_turns_the_delivered_recipient_into_bounced_and_the_sender_gets_a_dsn(live_server, sent, alice):
+    assert post(live_server.url, postmark_bounce()) == 200
+    sent.refresh_from_db()
+    assert (sent.state, sent.last_reply) == ("bounced", EXPECTED_REPLY)
+    history = list(DeliveryAttempt.objects.filter(recipient=sent).order_by("id").values_list("outcome", "reply"))
+    assert history[0][0] == "delivered" and history[1] == ("bounced", EXPECTED_REPLY)
+    [dsn] = inbox_of(alice)
+    assert b"Final-Recipient: rfc822; bob@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n" in dsn
+    assert f"Diagnostic-Code: smtp; {EXPECTED_REPLY}\r\n".encode() in dsn
+    assert b"Message-ID: <late@example.test>" in dsn  # the original's headers (RFC 3464 §2: text/rfc822-headers)
+
+
+def test_the_same_event_posted_again_changes_nothing_more(live_server, sent, alice):
+    assert post(live_server.url, postmark_bounce()) == 200
+    assert post(live_server.url, postmark_bounce()) == 200  # ESPs repeat a webhook they think failed
+    assert len(inbox_of(alice)) == 1
+    assert DeliveryAttempt.objects.filter(recipient=sent).count() == 2
+
+
+def test_a_wrong_secret_is_refused_and_changes_nothing(live_server, sent, alice):
+    assert post(live_server.url, postmark_bounce(), auth="hook-user:guess") == 400
+    sent.refresh_from_db()
+    assert sent.state == "delivered" and inbox_of(alice) == []
+
+
+def test_without_a_webhook_secret_events_are_not_believed(live_server, sent, alice, settings):
+    settings.ANYMAIL = {key: value for key, value in settings.ANYMAIL.items() if key != "WEBHOOK_SECRET"}
+    with pytest.warns(Warning, match="webhooks are insecure"):  # Anymail's own warning, in the server's thread
+        assert post(live_server.url, postmark_bounce()) == 200
+    sent.refresh_from_db()
+    assert sent.state == "delivered" and inbox_of(alice) == []
+
+
+@pytest.mark.parametrize("changes", [
+    {"RecordType": "Delivery", "DeliveredAt": "2026-11-28T09:30:00Z", "Recipient": "bob@remote.test"},
+    {"Type": "Transient"},  # Postmark still trying: Anymail's "deferred"
+    {"MessageID": "00000000-0000-0000-0000-000000000000"},  # not a message we sent
+    {"Email": "carol@remote.test"},  # not a recipient of ours in that message
+])
+def test_other_events_change_nothing(live_server, sent, alice, changes):
+    assert post(live_server.url, postmark_bounce(**changes)) == 200
+    sent.refresh_from_db()
+    assert sent.state == "delivered" and inbox_of(alice) == []
+
+
+def test_the_reply_takes_the_servers_permanent_code_and_status_or_else_the_events():
+    assert late_reply("Mailgun", "bounced", "550-5.2.2 The mailbox is full", "") == (
+        "550 5.2.2 Mailgun reported the message bounced after accepting it: 550-5.2.2 The mailbox is full")
+    assert late_reply("SendGrid", "bounced", "552 mailbox over quota", "") == (
+        "552 5.0.0 SendGrid reported the message bounced after accepting it: 552 mailbox over quota")
+    assert late_reply("Postmark", "rejected", "", "Address is on the suppression list") == (
+        "550 5.7.1 Postmark reported the message rejected after accepting it: Address is on the suppression list")
+    assert late_reply("Postmark", "bounced", "421 4.7.0 try later", "") == (  # not a permanent reply: not taken
+        "550 5.0.0 Postmark reported the message bounced after accepting it: 421 4.7.0 try later")
+    assert late_reply("Brevo", "failed", "", "") == (
+        "550 5.0.0 Brevo reported the message failed after accepting it: no detail given")
