@@ -194,6 +194,9 @@ MAIL_DNS_NAMESERVERS = env.list("MAIL_DNS_NAMESERVERS", default=[])
 MAIL_OUTBOUND_PORT = env.int("MAIL_OUTBOUND_PORT", default=25)
 MAIL_ALLOW_PRIVATE_MX = env.bool("MAIL_ALLOW_PRIVATE_MX", default=False)
 MAIL_OUTBOUND_TLS = env("MAIL_OUTBOUND_TLS", default="opportunistic")
+MAIL_OUTBOUND_MTA_STS = env.bool("MAIL_OUTBOUND_MTA_STS", default=True)  # honour receiving domains' MTA-STS policies
+MAIL_OUTBOUND_CA_FILE = env("MAIL_OUTBOUND_CA_FILE", default="")  # CAs for verified TLS (MTA-STS); "": the system's
+MAIL_OUTBOUND_HTTPS_PORT = env.int("MAIL_OUTBOUND_HTTPS_PORT", default=443)  # where MTA-STS policies are fetched
 
 # One log format for every process (web, runmail, Celery): plain lines, or LOG_FORMAT=json for JSON lines.
 LOG_FORMAT = env("LOG_FORMAT", default="plain")

@@ -28,6 +28,7 @@ from mailcore.models import (
     ImportJob,
     Mailbox,
     Message,
+    MtaStsPolicy,
     OutboundMessage,
     OutboundRecipient,
 )
@@ -393,6 +394,18 @@ def import_mail_for(
         model_admin.message_user(request, "Choose exactly one account to import mail into.", messages.WARNING)
         return None
     return HttpResponseRedirect(reverse("admin:mailcore_importjob_start", args=[accounts[0].pk]))
+
+
+@admin.register(MtaStsPolicy)
+class MtaStsPolicyAdmin(admin.ModelAdmin):
+    """Receiving domains' MTA-STS policies as delivery holds them (RFC 8461); deleting one makes it fetched again."""
+
+    list_display = ("domain", "mode", "mx", "policy_id", "fetched_at", "valid_until")
+    search_fields = ("domain",)
+    fields = readonly_fields = ("domain", "mode", "mx", "max_age", "policy_id", "fetched_at", "valid_until")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # delivery fetches them
 
 
 @admin.register(ImportJob)

@@ -100,6 +100,21 @@ class MailConf:
         return str(settings.MAIL_OUTBOUND_TLS).lower() == "require"
 
     @property
+    def outbound_mta_sts(self) -> bool:
+        """Honour the MTA-STS policies of the domains we send to (MAIL_OUTBOUND_MTA_STS, RFC 8461)."""
+        return bool(settings.MAIL_OUTBOUND_MTA_STS)
+
+    @property
+    def outbound_ca_file(self) -> str:
+        """CA certificates (PEM) trusted where a certificate is checked (MAIL_OUTBOUND_CA_FILE; "": the system's)."""
+        return str(settings.MAIL_OUTBOUND_CA_FILE)
+
+    @property
+    def outbound_https_port(self) -> int:
+        """The port MTA-STS policies are fetched from (MAIL_OUTBOUND_HTTPS_PORT: 443; tests change it)."""
+        return int(settings.MAIL_OUTBOUND_HTTPS_PORT)
+
+    @property
     def queue_lifetime(self) -> float:
         """Seconds a message may stay queued before it expires and bounces (MAIL_QUEUE_LIFETIME)."""
         return float(settings.MAIL_QUEUE_LIFETIME)

@@ -5,6 +5,8 @@ protocol and the webmail go through mailcore.store.
 """
 from __future__ import annotations
 
+import datetime
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -263,6 +265,28 @@ class OutboundRecipient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address} ({self.state})"
+
+
+class MtaStsPolicy(models.Model):
+    """A receiving domain's MTA-STS policy (RFC 8461 §3.2) as last fetched, kept until its max_age runs out (§5.1)."""
+
+    domain = models.CharField(max_length=255, unique=True, help_text="A-label.")
+    policy_id = models.CharField(max_length=32, help_text="The id of the _mta-sts TXT record it was fetched for.")
+    mode = models.CharField(max_length=10, help_text="enforce, testing or none.")
+    mx = models.TextField(blank=True, help_text="The mx patterns, one per line.")
+    max_age = models.PositiveIntegerField(help_text="Seconds the policy stays valid after it was fetched.")
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "MTA-STS policy"
+        verbose_name_plural = "MTA-STS policies"
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.mode}"
+
+    @property
+    def valid_until(self) -> datetime.datetime:
+        return self.fetched_at + datetime.timedelta(seconds=self.max_age)
 
 
 class DeliveryAttempt(models.Model):

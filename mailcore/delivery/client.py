@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 # RFC 5321 §2.3.8: lines end in CRLF; a bare CR or bare LF is not sent as such.
 _ANY_LINE_END = re.compile(rb"\r\n|\r|\n")
+MTA_STS_STATUS = "4.7.5"  # RFC 3463 §3.8 X.7.5 cryptographic failure: the policy's TLS cannot be had, try later
 TLS_REQUIRED_STATUS = "4.7.10"  # RFC 3463 / RFC 7672-style: cannot meet the TLS policy, try later
 
 
@@ -58,8 +59,13 @@ class Connection:
         self.reused = False  # taken from the pool: the server may have closed it meanwhile
 
     @classmethod
-    def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None) -> Connection:
-        """Connect, EHLO, STARTTLS when offered (or required), and AUTH when given credentials."""
+    def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None,
+             verified: ssl.SSLContext | None = None) -> Connection:
+        """Connect, EHLO, STARTTLS when offered (or required), and AUTH when given credentials.
+
+        With `verified` (an MTA-STS policy in force), STARTTLS is required and the certificate must be
+        valid for `host` by that context (RFC 8461 §4.2).
+        """
         smtp = smtplib.SMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout)
         try:
             code, text = smtp.connect(address, port)
@@ -67,7 +73,7 @@ class Connection:
                 raise temporary("4.4.1", f"greeting {code} {_text(text)}", host, code=code)
             smtp._host = host  # type: ignore[attr-defined]  # SNI with the MX name, not the address
             _hello(smtp, host)
-            _starttls(smtp, host)
+            _starttls(smtp, host, verified)
             if credentials:
                 _login(smtp, host, credentials)
         except (OSError, smtplib.SMTPException) as err:
@@ -204,13 +210,19 @@ def _hello(smtp: smtplib.SMTP, host: str) -> None:
             raise DeliveryError(Outcome.from_reply(code, _text(text), host))
 
 
-def _starttls(smtp: smtplib.SMTP, host: str) -> None:
+def _starttls(smtp: smtplib.SMTP, host: str, verified: ssl.SSLContext | None = None) -> None:
     if not smtp.has_extn("starttls"):
+        if verified is not None:
+            raise temporary(MTA_STS_STATUS, f"{host} does not offer STARTTLS, which its domain's MTA-STS policy "
+                            "requires", host)
         if conf.outbound_tls_required:
             raise temporary(TLS_REQUIRED_STATUS, f"{host} does not offer STARTTLS and MAIL_OUTBOUND_TLS=require", host)
         return
     try:
-        smtp.starttls(context=client_tls_context())  # RFC 3207 §4.2: forget everything, EHLO again
+        smtp.starttls(context=verified or client_tls_context())  # RFC 3207 §4.2: forget everything, EHLO again
+    except ssl.SSLCertVerificationError as err:
+        raise temporary(MTA_STS_STATUS, f"certificate of {host} not valid, as its domain's MTA-STS policy requires: "
+                        f"{err.verify_message}", host) from err
     except (TimeoutError, ssl.SSLError, smtplib.SMTPResponseException) as err:
         raise temporary(TLS_REQUIRED_STATUS, f"STARTTLS with {host} failed: {err}", host) from err
     _hello(smtp, host)

@@ -22,7 +22,7 @@ from django.utils import timezone
 from mailcore import dns as maildns
 from mailcore import logs, metrics, store
 from mailcore.conf import conf
-from mailcore.delivery import claims, dkim, dsn, esp, pool, transport
+from mailcore.delivery import claims, dkim, dsn, esp, mtasts, pool, transport
 from mailcore.delivery.client import Connection
 from mailcore.delivery.mx import MXHost, find_hosts
 from mailcore.delivery.outcome import DeliveryError, Outcome, temporary
@@ -245,18 +245,21 @@ def _destination(way: str, domain: str) -> str:
 
 def open_connection(way: str, domain: str) -> Connection:
     """Connect to the best reachable host for `domain` (or the smarthost); IPv6 then IPv4 per host."""
-    credentials = None
+    credentials, verified = None, None
     if way == transport.SMARTHOST:
         if not conf.relay_host:
             raise temporary("4.3.5", "transport smarthost chosen but MAIL_RELAY_HOST is not set")  # RFC 3463 §3.4
         hosts, port, credentials = [_relay_host()], conf.relay_port, conf.relay_credentials
     else:
         hosts, port = find_hosts(domain), conf.outbound_port
+        policy = mtasts.policy_for(domain)  # RFC 8461: in enforce mode, only its MX hosts, over verified TLS
+        hosts = mtasts.hosts_under(policy, domain, hosts)
+        verified = mtasts.verified_tls_context() if policy and policy.mode == mtasts.ENFORCE else None
     last: DeliveryError | None = None
     for host in hosts:
         for address in host.addresses:
             try:
-                return Connection.open(host.name, address, port, credentials=credentials)
+                return Connection.open(host.name, address, port, credentials=credentials, verified=verified)
             except DeliveryError as err:
                 log.info("%s: %s", domain, err)
                 last = err

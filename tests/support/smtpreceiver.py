@@ -9,6 +9,7 @@ offers DSN and records the parameters of MAIL and of each RCPT as given, in `dsn
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,11 +113,12 @@ class _LoopbackController(Controller):
 
 class SMTPReceiver:
     def __init__(self, *, starttls: bool = True, smtputf8: bool = True, size_limit: int | None = None,
-                 dsn: bool = False) -> None:
+                 dsn: bool = False, tls_context: ssl.SSLContext | None = None) -> None:
+        """`tls_context`: the STARTTLS certificate (default: the project's self-signed one)."""
         self.handler = ReceiverHandler(dsn=dsn)
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8, "decode_data": False}
         if starttls:
-            kwargs["tls_context"] = server_context()
+            kwargs["tls_context"] = tls_context or server_context()
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit
         self.controller = _LoopbackController(self.handler, hostname="127.0.0.1", port=0, **kwargs)
