@@ -11,8 +11,8 @@ failure answers the ESP with HTTP 500 and it calls again. Events about other
 messages, repeated events and every other kind of event change nothing.
 
 Only events from a webhook that authenticated its caller are believed: with
-`WEBHOOK_SECRET` in `ANYMAIL` (HTTP basic auth) or from an ESP whose requests
-Anymail checks by signature (its signing key set). Anyone could post the rest.
+`WEBHOOK_SECRET` in `ANYMAIL` (HTTP basic auth), or from an ESP whose Anymail
+view always checks a signature (Mailgun, Mandrill, ...). Anyone could post the rest.
 """
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ R = OutboundRecipient
 # Events that mean the ESP gave up on the recipient, and the RFC 3463 status used when the receiving
 # server's reply, as the ESP passes it on, carries none: §3.1 X.0.0 other, §3.8 X.7.1 not authorized.
 GAVE_UP = {EventType.BOUNCED: "5.0.0", EventType.REJECTED: "5.7.1", EventType.FAILED: "5.0.0"}
-# A receiving server's permanent reply, as ESPs pass it on ("smtp; 550 5.1.1 ..." or "550-5.1.1 ...").
-SERVER_REPLY = re.compile(r"(?:smtp;\s*)?(5\d\d)[ -](.*)", re.IGNORECASE)
+# How ESPs pass a receiving server's reply on: "smtp; 550 5.1.1 ...", "550-5.2.2 ...", "5.1.1 ..." (Mailgun).
+_DIAGNOSTIC_TYPE = re.compile(r"smtp;\s*", re.IGNORECASE)  # RFC 3464 §2.3.6
+_PERMANENT_CODE = re.compile(r"(5\d\d)(?:[ -]|$)")
+_PERMANENT_STATUS = re.compile(r"5\.\d{1,3}\.\d{1,3}")  # RFC 3463 §2
 MAX_DETAIL = 500
 
 
@@ -60,15 +62,17 @@ def _authenticated(view: type[Any]) -> bool:
 
 
 def late_reply(esp_name: str, event_type: str, mta_response: str, description: str) -> str:
-    """The reply recorded for the recipient and quoted in the DSN: the remote server's own when the ESP passes
-    a permanent one on (its code and enhanced status, RFC 3463), else 550 with the event's status."""
+    """The reply recorded for the recipient and quoted in the DSN: with the receiving server's permanent code and
+    enhanced status (RFC 3463) when the ESP passes them on, else 550 and the event's status."""
     said = " ".join(mta_response.split())[:MAX_DETAIL]
     detail = said or " ".join(description.split())[:MAX_DETAIL] or "no detail given"
     code, status = 550, GAVE_UP[event_type]
-    match = SERVER_REPLY.fullmatch(said)
-    if match:
-        code, enhanced = int(match[1]), match[2].split(" ", 1)[0]
-        status = enhanced if enhanced.startswith("5.") and enhanced.count(".") == 2 else status
+    rest = said[prefix.end():] if (prefix := _DIAGNOSTIC_TYPE.match(said)) else said
+    if match := _PERMANENT_CODE.match(rest):
+        code, rest = int(match[1]), rest[match.end():]
+    first = rest.split(" ", 1)[0]
+    if _PERMANENT_STATUS.fullmatch(first):
+        status = first
     return f"{code} {status} {esp_name} reported the message {event_type} after accepting it: {detail}"
 
 

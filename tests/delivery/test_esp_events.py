@@ -2,6 +2,8 @@
 the anymail transport had recorded as delivered and sends the sender a DSN (mailcore/delivery/esp_events.py)."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 
@@ -122,5 +124,51 @@ def test_the_reply_takes_the_servers_permanent_code_and_status_or_else_the_event
         "550 5.7.1 Postmark reported the message rejected after accepting it: Address is on the suppression list")
     assert late_reply("Postmark", "bounced", "421 4.7.0 try later", "") == (  # not a permanent reply: not taken
         "550 5.0.0 Postmark reported the message bounced after accepting it: 421 4.7.0 try later")
+    assert late_reply("Mailgun", "bounced", "5.1.1 The email account that you tried to reach does not exist", "") == (
+        "550 5.1.1 Mailgun reported the message bounced after accepting it: "
+        "5.1.1 The email account that you tried to reach does not exist")
     assert late_reply("Brevo", "failed", "", "") == (
         "550 5.0.0 Brevo reported the message failed after accepting it: no detail given")
+
+
+MAILGUN_KEY = "mailgun-signing-key"
+
+
+def mailgun_failure(signature: str | None = None) -> dict[str, object]:
+    """Mailgun's permanent-failure webhook body (its documented shape), signed with MAILGUN_KEY (HMAC-SHA256)."""
+    timestamp, token = "1764322200", "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+    expected = hmac.new(MAILGUN_KEY.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    return {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature or expected},
+        "event-data": {
+            "event": "failed", "severity": "permanent", "reason": "bounce", "id": "G9Bn5sl1TC6nu79C8C0bwg",
+            "timestamp": 1764322200.5, "recipient": "bob@remote.test", "message": {"headers": {"message-id": ESP_ID}},
+            "delivery-status": {"code": 550, "message": "5.1.1 The email account that you tried to reach does not exist",
+                                "description": ""},
+        },
+    }
+
+
+def post_mailgun(url: str, body: dict[str, object]) -> int:
+    result = subprocess.run(
+        ["curl", "--silent", "--show-error", "--output", "/dev/null", "--write-out", "%{http_code}",
+         "--header", "Content-Type: application/json", "--data-binary", json.dumps(body),
+         f"{url}/anymail/mailgun/tracking/"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout)
+
+
+def test_an_esp_that_signs_its_webhooks_is_believed_without_a_webhook_secret(live_server, sent, alice, settings):
+    settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY}  # no WEBHOOK_SECRET: the signature is the proof
+    # As a send through Mailgun records it: its API's id, angle brackets included, as its webhooks name it.
+    OutboundRecipient.objects.filter(pk=sent.pk).update(esp_message_id=f"<{ESP_ID}>")
+    assert post_mailgun(live_server.url, mailgun_failure(signature="0" * 64)) == 400
+    sent.refresh_from_db()
+    assert sent.state == "delivered"
+    assert post_mailgun(live_server.url, mailgun_failure()) == 200
+    sent.refresh_from_db()
+    assert (sent.state, sent.last_reply) == ("bounced", "550 5.1.1 Mailgun reported the message bounced after "
+                                             "accepting it: 5.1.1 The email account that you tried to reach does not exist")
+    assert len(inbox_of(alice)) == 1
