@@ -16,6 +16,7 @@ offer STARTTLS with a certificate valid for its name (§4.2, checked against the
 system's CAs or MAIL_OUTBOUND_CA_FILE); when none does, the mail waits (§5.1:
 temporarily undeliverable, `4.7.5`). In `testing` mode delivery goes on as without a
 policy and a host the policy does not name is logged. `none` withdraws a policy.
+A message with "TLS-Required: No" (RFC 8689 §4) is sent as if there were no policy.
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ from mailcore.conf import conf
 from mailcore.delivery.client import MTA_STS_STATUS
 from mailcore.delivery.mx import MXHost, is_forbidden_address
 from mailcore.delivery.outcome import temporary
+from mailcore.mime.headers import first
 from mailcore.models import MtaStsPolicy
+from mailcore.smtp.headers import header_values
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +191,12 @@ def _get(host: str, address: str) -> str:
         return body.decode("utf-8")
     finally:
         connection.close()
+
+
+def policy_waived(data: bytes) -> bool:
+    """RFC 8689 §4: the header field "TLS-Required: No" asks that TLS policies (MTA-STS) be ignored for this
+    message, as for a report about a broken TLS set-up; STARTTLS is still used when offered (§4.2.2)."""
+    return (first(header_values(data), "tls-required") or "").strip().lower() == "no"
 
 
 def verified_tls_context() -> ssl.SSLContext:

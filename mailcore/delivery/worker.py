@@ -176,11 +176,12 @@ class Run:
     def _send(self, way: str, domain: str, message: OutboundMessage, rows: list[OutboundRecipient],
               data: bytes) -> tuple[dict[str, Outcome], bool]:
         """One SMTP transaction; the outcomes, and whether the receiver took the DSN request on."""
-        destination = _destination(way, domain)
+        waived = way == transport.MX and mtasts.policy_waived(data)
+        destination = _destination(way, domain, waived)
         self.routes[domain] = destination
         rcpts = [r.address for r in rows]
         request = Request(message.ret, message.envid, {r.address: RecipientRequest(r.notify, r.orcpt) for r in rows})
-        connection = self._connection(way, domain, destination)
+        connection = self._connection(way, domain, destination, waived)
         try:
             outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request)
         except DeliveryError:
@@ -188,15 +189,15 @@ class Run:
             if connection.transactions == 0 and not connection.reused:
                 raise
             # A reused connection the server had closed meanwhile: one fresh try.
-            connection = self._connection(way, domain, destination)
+            connection = self._connection(way, domain, destination, waived)
             outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request)
         return outcomes, connection.offers_dsn
 
-    def _connection(self, way: str, domain: str, destination: str) -> Connection:
+    def _connection(self, way: str, domain: str, destination: str, waived: bool = False) -> Connection:
         connection = self.connections.get(destination)
         if connection and not connection.broken:
             return connection
-        connection = pool.checkout(destination) or open_connection(way, domain)
+        connection = pool.checkout(destination) or open_connection(way, domain, waived)
         self.connections[destination] = connection
         return connection
 
@@ -236,15 +237,21 @@ def _account_for(message: OutboundMessage, row: OutboundRecipient, state: str, o
     )
 
 
-def _destination(way: str, domain: str) -> str:
-    """The connection and pool key: where mail for `domain` goes by transport `way` (mx or smarthost)."""
+def _destination(way: str, domain: str, waived: bool = False) -> str:
+    """The connection and pool key: where mail for `domain` goes by transport `way` (mx or smarthost).
+
+    A connection opened without the domain's MTA-STS policy (`waived`) is never shared with mail that keeps it.
+    """
     if way == transport.SMARTHOST:
         return f"smarthost:{conf.relay_host}:{conf.relay_port}"
-    return f"mx:{domain}:{conf.outbound_port}"
+    return f"mx:{domain}:{conf.outbound_port}" + (":tls-policy-waived" if waived else "")
 
 
-def open_connection(way: str, domain: str) -> Connection:
-    """Connect to the best reachable host for `domain` (or the smarthost); IPv6 then IPv4 per host."""
+def open_connection(way: str, domain: str, waived: bool = False) -> Connection:
+    """Connect to the best reachable host for `domain` (or the smarthost); IPv6 then IPv4 per host.
+
+    `waived`: the message asked that TLS policies be ignored (RFC 8689 §4), so MTA-STS is not looked up.
+    """
     credentials, verified = None, None
     if way == transport.SMARTHOST:
         if not conf.relay_host:
@@ -252,7 +259,7 @@ def open_connection(way: str, domain: str) -> Connection:
         hosts, port, credentials = [_relay_host()], conf.relay_port, conf.relay_credentials
     else:
         hosts, port = find_hosts(domain), conf.outbound_port
-        policy = mtasts.policy_for(domain)  # RFC 8461: in enforce mode, only its MX hosts, over verified TLS
+        policy = None if waived else mtasts.policy_for(domain)  # RFC 8461: enforce: its MX hosts, verified TLS
         hosts = mtasts.hosts_under(policy, domain, hosts)
         verified = mtasts.verified_tls_context() if policy and policy.mode == mtasts.ENFORCE else None
     last: DeliveryError | None = None

@@ -155,6 +155,20 @@ def test_enforce_defers_when_no_mx_host_is_in_the_policy(sts, trusted_receiver):
     assert trusted_receiver.messages == []
 
 
+def test_tls_required_no_waives_the_policy_for_that_message_alone(sts, remote, dns_server):
+    """RFC 8689 §4: the waived message goes over opportunistic TLS on a connection of its own; the next one,
+    to the same domain in the same run, keeps the policy and waits."""
+    waived = MESSAGE.replace(b"Subject: sts", b"TLS-Required: No\r\nSubject: sts")
+    first = queue.enqueue(waived, "alice@example.test", ["bob@remote.test"])
+    second = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(None, ["remote.test"])
+    rows = {r.message_id: r for r in OutboundRecipient.objects.all()}
+    assert rows[first].state == "delivered"
+    assert rows[second].state == "deferred" and rows[second].last_reply.startswith("451 4.7.5 certificate of ")
+    [received] = remote.messages
+    assert received.tls and b"TLS-Required: No" in received.data
+
+
 def test_testing_mode_sends_as_without_a_policy(sts, remote):
     sts.body = ENFORCE.replace("enforce", "testing")
     assert send().state == "delivered"
