@@ -92,18 +92,18 @@ def trusted_receiver(ca, settings) -> Iterator[SMTPReceiver]:
     """remote.test's MX with a certificate for mx.remote.test from the trusted CA."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("mx.remote.test").configure_cert(context)
-    receiver = SMTPReceiver(tls_context=context).start()
-    settings.MAIL_OUTBOUND_PORT = receiver.port
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
+    yield from serving(SMTPReceiver(tls_context=context), settings)
 
 
 @pytest.fixture
 def plain_receiver(settings) -> Iterator[SMTPReceiver]:
     """remote.test's MX without STARTTLS."""
-    receiver = SMTPReceiver(starttls=False).start()
+    yield from serving(SMTPReceiver(starttls=False), settings)
+
+
+def serving(receiver: SMTPReceiver, settings) -> Iterator[SMTPReceiver]:
+    """`receiver` started as remote.test's MX (MAIL_OUTBOUND_PORT), stopped after the test."""
+    receiver.start()
     settings.MAIL_OUTBOUND_PORT = receiver.port
     try:
         yield receiver
