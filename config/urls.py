@@ -11,7 +11,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="mail_dashboard"),
     path("admin/", admin.site.urls),
-    # POSTs from an ESP about mail it accepted (mailcore/delivery/esp_events.py); protected by ANYMAIL's WEBHOOK_SECRET.
+    # ESPs report on mail they accepted (mailcore/delivery/esp_events.py): believed with WEBHOOK_SECRET or a signature.
     path("anymail/", include("anymail.urls")),
     path("", include("webmail.urls")),
 ]
