@@ -28,13 +28,15 @@ def ready(client) -> None:
     client.command("EHLO laptop.example.test")
 
 
-def test_auth_plain_with_the_right_password_is_235(submission_port, alice, raw_client):
+def test_auth_plain_with_the_right_password_is_235(submission_port, alice, raw_client, caplog):
+    caplog.set_level(logging.INFO)
     client = raw_client(submission_port)
     ready(client)
     assert client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}") == (
         "235 2.7.0 Authentication successful"
     )
     assert client.command("AUTH PLAIN x") == "503 5.5.1 Already authenticated"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_auth_login_exchange_uses_the_customary_prompts(submission_port, alice, raw_client):
