@@ -10,19 +10,29 @@ sender a DSN (RFC 3464), as a bounce at send time would, in one transaction: a
 failure answers the ESP with HTTP 500 and it calls again. Events about other
 messages, repeated events and every other kind of event change nothing.
 
+An event can come before the send's own result is written (the ESP's bounce
+raced its API's answer, or the result waits for its batch): no delivered row has
+the ESP's id yet. While a row for that recipient is still being sent, the event
+raises `NotYetRecorded`, which the webhook answers with 503 and Retry-After
+(`retry_later`): the ESP calls again, and by then the row has its id.
+
 Only events from a webhook that authenticated its caller are believed: with
 `WEBHOOK_SECRET` in `ANYMAIL` (HTTP basic auth), or from an ESP whose Anymail
 view always checks a signature (Mailgun, Mandrill, ...). Anyone could post the rest.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from anymail.signals import AnymailTrackingEvent, EventType
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern
 from django.utils import timezone
 
 from mailcore import logs
@@ -41,6 +51,11 @@ _DIAGNOSTIC_TYPE = re.compile(r"smtp;\s*", re.IGNORECASE)  # RFC 3464 §2.3.6
 _PERMANENT_CODE = re.compile(r"(5\d\d)(?:[ -]|$)")
 _PERMANENT_STATUS = re.compile(r"5\.\d{1,3}\.\d{1,3}")  # RFC 3463 §2
 MAX_DETAIL = 500
+RETRY_AFTER_SECONDS = 60
+
+
+class NotYetRecorded(Exception):
+    """The event's recipient is still being sent: the ESP's id for it is not written yet."""
 
 
 def on_tracking(sender: type[Any], event: AnymailTrackingEvent, esp_name: str, **_: Any) -> None:
@@ -85,6 +100,8 @@ def record_late_failure(esp_message_id: str, address: str, reply: str) -> int:
             .filter(esp_message_id=esp_message_id, address__iexact=address, state=R.DELIVERED)
         )
         if not rows:
+            if _being_sent(address, now):
+                raise NotYetRecorded(f"{address} is still being sent; ESP message {esp_message_id} not recorded yet")
             log.info("no delivered recipient %s of ESP message %s: event ignored", address, esp_message_id)
             return 0
         R.objects.filter(pk__in=[r.pk for r in rows]).update(state=R.BOUNCED, last_reply=reply, updated_at=now)
@@ -99,3 +116,29 @@ def record_late_failure(esp_message_id: str, address: str, reply: str) -> int:
             logs.event(log, "delivery.late_failure", queue=row.message_id, sender=row.message.sender,
                        recipient=row.address, result=R.BOUNCED, reply=reply, host=row.mx_host or "-")
     return len(rows)
+
+
+def _being_sent(address: str, now: Any) -> bool:
+    """Whether a worker holds a row for `address` whose result it has not written yet."""
+    return R.objects.filter(address__iexact=address, state=R.SENDING, lease_expires_at__gt=now).exists()
+
+
+def retry_later(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """`view` (an Anymail webhook), answering 503 with Retry-After when an event came before its send's result."""
+    @functools.wraps(view)  # keeps csrf_exempt: the ESPs post without a CSRF token
+    def answering(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except NotYetRecorded as early:
+            log.info("ESP event answered 503, to come again: %s", early)
+            return HttpResponse(f"{early}\n", status=503, content_type="text/plain",
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return answering
+
+
+def webhook_urls() -> tuple[list[URLPattern], str]:
+    """Anymail's webhook URLs (namespace "anymail"), each view wrapped in `retry_later`; for `include()`."""
+    from anymail import urls
+
+    wrapped = [URLPattern(p.pattern, retry_later(p.callback), p.default_args, p.name) for p in urls.urlpatterns]
+    return wrapped, urls.app_name

@@ -377,7 +377,6 @@ class SMTPServer(SMTP):
         user = await auth.authenticate(self, arg or "")
         session.authenticated = True
         session.user = user
-        session.auth_data = user.address  # aiosmtpd's own field (login_data is deprecated and logs a warning)
         await self.push("235 2.7.0 Authentication successful")
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")

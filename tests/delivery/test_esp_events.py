@@ -55,14 +55,20 @@ def postmark_bounce(**changes: object) -> dict[str, object]:
 
 def post(url: str, body: dict[str, object], auth: str | None = SECRET, esp: str = "postmark") -> int:
     """POST `body` as JSON with curl (and HTTP basic auth) to the ESP's tracking webhook; the HTTP status."""
+    return int(post_for_answer(url, body, auth, esp).split()[0])
+
+
+def post_for_answer(url: str, body: dict[str, object], auth: str | None = SECRET, esp: str = "postmark") -> str:
+    """As `post`: the HTTP status, a space and the Retry-After header's value (empty when there is none)."""
     result = subprocess.run(
-        ["curl", "--silent", "--show-error", "--output", "/dev/null", "--write-out", "%{http_code}",
+        ["curl", "--silent", "--show-error", "--output", "/dev/null",
+         "--write-out", "%{http_code} %header{retry-after}",
          *(["--user", auth] if auth else []), "--header", "Content-Type: application/json",
          "--data-binary", json.dumps(body), f"{url}/anymail/{esp}/tracking/"],
         capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    return int(result.stdout)
+    return result.stdout
 
 
 def inbox_of(account) -> list[bytes]:
@@ -80,6 +86,28 @@ def test_a_late_bounce_turns_the_delivered_recipient_into_bounced_and_the_sender
     assert b"Final-Recipient: rfc822; bob@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n" in dsn
     assert f"Diagnostic-Code: smtp; {EXPECTED_REPLY}\r\n".encode() in dsn
     assert b"Message-ID: <late@example.test>" in dsn  # the original's headers (RFC 3464 §2: text/rfc822-headers)
+
+
+def test_a_bounce_reported_before_the_esps_api_answered_is_taken_when_the_esp_calls_again(
+        live_server, settings, remote, esp_server, alice):  # noqa: F811
+    """The ESP posts the bounce while its answer to our send is on its way: no row has the ESP's id yet.
+    The webhook answers 503 and Retry-After and changes nothing; the ESP's next call finds the delivered row."""
+    settings.MAIL_RELAY = "anymail"
+    settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    esp_server.replies.append((200, {**postmark_ok({"To": "bob@remote.test"}), "MessageID": ESP_ID}))
+    answers: list[str] = []
+    esp_server.state.before_reply = lambda request: answers.append(post_for_answer(live_server.url, postmark_bounce()))
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    assert worker.deliver_message(message_id) == 1
+    assert answers == ["503 60"]
+    row = OutboundRecipient.objects.get(message_id=message_id)
+    assert (row.state, row.esp_message_id) == ("delivered", ESP_ID) and inbox_of(alice) == []
+
+    assert post_for_answer(live_server.url, postmark_bounce()) == "200 "
+    row.refresh_from_db()
+    assert (row.state, row.last_reply) == ("bounced", EXPECTED_REPLY)
+    [dsn] = inbox_of(alice)
+    assert b"Status: 5.1.1\r\n" in dsn
 
 
 def test_the_same_event_posted_again_changes_nothing_more(live_server, sent, alice):

@@ -4,14 +4,16 @@ It stands in for Postmark's `POST /email` (the API django-anymail's Postmark
 backend calls when POSTMARK_API_URL points here). It records every request
 (`requests`: path, headers, JSON body) and answers from a script: `replies`
 (consumed in order) holds (HTTP status, JSON body); when empty, Postmark's
-success answer for the request's To.
+success answer for the request's To. `before_reply`, when set, is called with
+each request before it is answered (an ESP that reports on a message while its
+API's answer is still on the way).
 """
 from __future__ import annotations
 
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +33,7 @@ class EspState:
     replies: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     requests: list[EspRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    before_reply: Callable[[EspRequest], None] | None = None
 
 
 def postmark_ok(body: dict[str, Any]) -> dict[str, Any]:
@@ -56,9 +59,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
         state = self.server.state
+        request = EspRequest(self.path, dict(self.headers.items()), body)
         with state.lock:
-            state.requests.append(EspRequest(self.path, dict(self.headers.items()), body))
+            state.requests.append(request)
             status, answer = state.replies.pop(0) if state.replies else (200, postmark_ok(body))
+        if state.before_reply:
+            state.before_reply(request)
         payload = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -94,6 +100,10 @@ class EspServer:
     @property
     def replies(self) -> list[tuple[int, dict[str, Any]]]:
         return self.server.state.replies
+
+    @property
+    def state(self) -> EspState:
+        return self.server.state
 
     def start(self) -> EspServer:
         self.thread.start()
