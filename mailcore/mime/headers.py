@@ -101,6 +101,39 @@ def address_groups(value: str | None) -> list[tuple[str | None, list[tuple[str, 
     return result
 
 
+def unreadable_address_list(value: str) -> bool:
+    """Whether an address-list header holds an "@" outside its quoted strings and comments that is not part of
+    an address read from it (RFC 5322 §3.4): `Alice <a@x> <b@y>` reads as a@x here and may read as b@y in a
+    mail program. Obsolete but unambiguous syntax (an empty element, a trailing comma, §4.4) is readable."""
+    if _simple_address_list(value) is not None:
+        return False
+    read = sum(len(group) for _name, group in address_groups(value))
+    return _bare_at_signs(value) != read
+
+
+def _bare_at_signs(value: str) -> int:
+    """How many "@" stand outside quoted strings and (nested) comments (RFC 5322 §3.2.2, §3.2.4)."""
+    count, depth, quoted, escaped = 0, 0, False, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+        elif depth:
+            continue
+        elif char == '"':
+            quoted = True
+        elif char == "@":
+            count += 1
+    return count
+
+
 def _simple_address_list(value: str) -> list[tuple[str, str, str]] | None:
     """(name, local, domain) of each address when the list has only the common shapes, else None."""
     if "=?" in value:  # encoded words (RFC 2047) need the full parser

@@ -21,7 +21,7 @@ from mailcore.delivery import dsn as dsn_reports
 from mailcore.delivery.queue import enqueue
 from mailcore.dsnparams import NOTHING_ASKED, Request
 from mailcore.mime import to_crlf
-from mailcore.mime.headers import address_groups, first
+from mailcore.mime.headers import address_groups, first, unreadable_address_list
 from mailcore.smtp import headers
 from mailcore.smtp.recipients import check_recipient, delivery_address
 from mailcore.smtp.replies import SMTPError
@@ -29,6 +29,7 @@ from mailcore.smtp.replies import SMTPError
 log = logging.getLogger(__name__)
 
 PLUS_SEPARATOR = "+"
+ORIGINATOR_FIELDS = ("From", "Sender")  # RFC 5322 §3.6.2: who wrote it, and who sent it (at most once each)
 SENT = "\\Sent"
 
 
@@ -62,14 +63,26 @@ def check_sender(account_id: int, mail_from: str) -> None:
 
 
 def check_from_header(account_id: int, raw: bytes) -> None:
-    """Every address in the From header must be the user's too (RFC 5322 §3.6.2)."""
-    value = first(headers.header_values(raw), "from")
-    members = [m for _name, group in address_groups(value) for m in group]
-    if not members:
-        raise SubmissionError("550 5.6.0 Message has no usable From header field")
-    for _display, local, domain in members:
-        if not owns_address(account_id, f"{local}@{domain}"):
-            raise SubmissionError(f"553 5.7.1 <{local}@{domain}>: From header address is not owned by you")
+    """Every address in the From header, and in Sender when there is one, must be the user's too (RFC 5322
+    §3.6.2); each field appears once (§3.6) and is written so that every reader finds the same addresses.
+    A second From, or one a mail program could read as another address, would let a user show someone
+    else's address where ours checked the user's."""
+    fields = headers.header_values(raw)
+    for name in ORIGINATOR_FIELDS:
+        if sum(1 for field_name, _ in fields if field_name == name.lower()) > 1:
+            raise SubmissionError(f"550 5.6.0 Message has more than one {name} header field (RFC 5322 §3.6)")
+    for name in ORIGINATOR_FIELDS:
+        value = first(fields, name.lower())
+        if value is None and name == "Sender":
+            continue
+        if value is not None and unreadable_address_list(value):
+            raise SubmissionError(f"550 5.6.0 {name} header field is not a valid address list (RFC 5322 §3.4)")
+        members = [m for _name, group in address_groups(value) for m in group]
+        if not members:
+            raise SubmissionError(f"550 5.6.0 Message has no usable {name} header field")
+        for _display, local, domain in members:
+            if not owns_address(account_id, f"{local}@{domain}"):
+                raise SubmissionError(f"553 5.7.1 <{local}@{domain}>: {name} header address is not owned by you")
 
 
 def submit(

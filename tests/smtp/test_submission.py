@@ -88,6 +88,51 @@ def test_from_header_not_owned_is_553_at_data(submission_port, alice, bob):
     assert folder_messages(bob) == []
 
 
+@pytest.mark.parametrize(("fields", "reply"), [
+    # A second From: mail programs differ in which one they show, and DKIM signs the last one (RFC 6376 §5.4.2).
+    (b"From: Alice <alice@example.test>\r\nFrom: Bob <bob@example.test>",
+     b"5.6.0 Message has more than one From header field (RFC 5322 \xc2\xa73.6)"),
+    (b"From: Alice <alice@example.test>\r\nfrom: Bob <bob@example.test>",
+     b"5.6.0 Message has more than one From header field (RFC 5322 \xc2\xa73.6)"),
+    # Text a mail program may read as the address: ours reads alice, a reader may show bob.
+    (b"From: Alice <alice@example.test> <bob@example.test>",
+     b"5.6.0 From header field is not a valid address list (RFC 5322 \xc2\xa73.4)"),
+    (b"From: <alice@example.test> Bob <bob@example.test>",
+     b"5.6.0 From header field is not a valid address list (RFC 5322 \xc2\xa73.4)"),
+    (b"From: alice@example.test\r\n bob@example.test",
+     b"5.6.0 From header field is not a valid address list (RFC 5322 \xc2\xa73.4)"),
+    (b"From: Alice <alice@example.test>\r\n From: Bob <bob@example.test>",
+     b"5.6.0 From header field is not a valid address list (RFC 5322 \xc2\xa73.4)"),
+    (b"From: =?utf-8?q?bob@example.test?= <alice@example.test>",
+     b"5.6.0 From header field is not a valid address list (RFC 5322 \xc2\xa73.4)"),
+    # Sender names who sent it (RFC 5322 §3.6.2): the user, too.
+    (b"From: Alice <alice@example.test>\r\nSender: bob@example.test",
+     b"5.7.1 <bob@example.test>: Sender header address is not owned by you"),
+    (b"From: Alice <alice@example.test>\r\nSender: alice@example.test\r\nSender: bob@example.test",
+     b"5.6.0 Message has more than one Sender header field (RFC 5322 \xc2\xa73.6)"),
+])
+def test_from_and_sender_fields_that_could_show_another_address_are_refused(submission_port, alice, bob, fields, reply):
+    forged = MESSAGE.replace(b"From: Alice <alice@example.test>", fields)
+    with logged_in(submission_port) as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@example.test", ["bob@example.test"], forged)
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (553 if reply.startswith(b"5.7.1") else 550, reply)
+    assert folder_messages(bob) == []
+
+
+@pytest.mark.parametrize("fields", [
+    b"From: \"Alice, the boss\" <alice@example.test>",
+    b"From: alice@example.test (Alice, not bob@example.test)",
+    b'From: "bob@example.test" <alice@example.test>',  # a display name is the user's to choose
+    b"From: =?utf-8?q?Al=C3=AFce?= <alice@example.test>,",  # an encoded word, an empty element (RFC 5322 §4.4)
+    b"From: Alice <alice@example.test>\r\nSender: Alice <alice@example.test>",
+])
+def test_unusual_but_unambiguous_from_fields_of_the_user_are_accepted(submission_port, alice, bob, fields):
+    message = MESSAGE.replace(b"From: Alice <alice@example.test>", fields)
+    with logged_in(submission_port) as client:
+        assert client.sendmail("alice@example.test", ["bob@example.test"], message) == {}
+    assert len(folder_messages(bob)) == 1
+
+
 def test_alias_and_plus_address_of_the_user_may_send(submission_port, alice, bob):
     create_alias("sales@example.test", ["alice@example.test"])
     message = MESSAGE.replace(b"From: Alice <alice@example.test>", b"From: Sales <sales@example.test>")

@@ -189,3 +189,33 @@ def test_address_fast_path_agrees_on_any_text(value):
 
     if _simple_address_list(value) is not None:
         assert address_groups(value) == _full_parser_groups(value)
+
+
+@pytest.mark.parametrize(("value", "unreadable"), [
+    ("Alice <alice@example.test>", False),
+    ('"Smith, Alice" <a@b.test>, c@d.test', False),
+    ("alice@example.test (Alice (not bob@example.test))", False),  # nested comment
+    ('"bob@example.test" <alice@example.test>', False),  # quoted display name
+    ('"a\\"@b" <alice@example.test>', False),  # escaped quote inside the quoted string
+    ("Friends: a@x.test, b@y.test;", False),  # a group
+    ("Alice <alice@example.test>,", False),  # an empty element (RFC 5322 §4.4)
+    ("Alice <alice@example.test> <bob@example.test>", True),
+    ("alice@example.test bob@example.test", True),
+    ("=?utf-8?q?bob@example.test?= <alice@example.test>", True),
+    ("<@route.test:alice@example.test>", True),  # obsolete source route: two "@", one address
+])
+def test_an_address_list_is_unreadable_when_an_at_sign_belongs_to_no_address_read(value, unreadable):
+    from mailcore.mime.headers import unreadable_address_list
+
+    assert unreadable_address_list(value) is unreadable
+
+
+def test_every_corpus_from_field_is_readable_but_the_one_with_two_bare_addresses():
+    from mailcore.mime.headers import parse_fields, split_header, unreadable_address_list
+
+    unreadable = []
+    for path in corpus_files():
+        raw = to_crlf(path.read_bytes())
+        end, _ = split_header(raw)
+        unreadable += [value for name, value in parse_fields(raw[:end]) if name == "from" and unreadable_address_list(value)]
+    assert unreadable == ["tim@powerupdev.com concierge@powerupdev.com"]
