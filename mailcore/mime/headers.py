@@ -21,6 +21,9 @@ _SIMPLE_MAILBOX = re.compile(
 )
 
 
+_DOMAIN_TEXT = re.compile(r'[^\s<>,;:()"\\\[\]@]*')
+
+
 def bytes_to_text(value: bytes) -> str:
     """Header bytes as text: UTF-8 (RFC 6532) when valid, else Latin-1 so no byte is lost."""
     try:
@@ -108,13 +111,15 @@ def unreadable_address_list(value: str) -> bool:
     if _simple_address_list(value) is not None:
         return False
     read = sum(len(group) for _name, group in address_groups(value))
-    return _bare_at_signs(value) != read
+    return len(at_sign_domains(value)) != read
 
 
-def _bare_at_signs(value: str) -> int:
-    """How many "@" stand outside quoted strings and (nested) comments (RFC 5322 §3.2.2, §3.2.4)."""
-    count, depth, quoted, escaped = 0, 0, False, False
-    for char in value:
+def at_sign_domains(value: str) -> list[str]:
+    """The text after each "@" outside quoted strings and (nested) comments (RFC 5322 §3.2.2, §3.2.4), up to
+    the next delimiter: what any reader of the header could take for the domain of an address ("" for a
+    domain literal or nothing)."""
+    domains, depth, quoted, escaped = [], 0, False, False
+    for position, char in enumerate(value):
         if escaped:
             escaped = False
         elif char == "\\" and (quoted or depth):
@@ -130,8 +135,8 @@ def _bare_at_signs(value: str) -> int:
         elif char == '"':
             quoted = True
         elif char == "@":
-            count += 1
-    return count
+            domains.append(_DOMAIN_TEXT.match(value, position + 1)[0])  # type: ignore[index]  # always matches
+    return domains
 
 
 def _simple_address_list(value: str) -> list[tuple[str, str, str]] | None:

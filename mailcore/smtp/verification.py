@@ -16,7 +16,7 @@ import dkim
 from publicsuffixlist import PublicSuffixList
 
 from mailcore import dns
-from mailcore.mime.headers import address_groups, first
+from mailcore.mime.headers import address_groups, at_sign_domains
 from mailcore.smtp.headers import clean, header_values
 from mailcore.smtp.spfcheck import check_spf
 
@@ -49,16 +49,18 @@ def verify_message(raw: bytes, mail_from: str, ip: str, helo: str) -> Verdict:
     dkim_results = check_dkim(raw)
     verdict = Verdict(results=[_spf_item(spf_result, identity, mail_from)])
     verdict.results += [_dkim_item(d) for d in dkim_results] or ["dkim=none"]
-    from_domain = single_from_domain(raw)
-    if not from_domain:
-        verdict.results.append("dmarc=none (no single From domain)")
+    domains = from_domains(raw)
+    if not domains:
+        verdict.results.append("dmarc=none (no From domain)")
         return verdict
-    verdict.from_domain = from_domain
+    verdict.from_domain = domains[0]
     spf_domain = identity.rpartition("@")[2].lower() if spf_result == "pass" else ""
     dkim_domains = [d.domain for d in dkim_results if d.result == "pass"]
-    result, policy = check_dmarc(from_domain, spf_domain, dkim_domains)
-    verdict.results.append(f"dmarc={result} header.from={from_domain}")
-    verdict.reject = result == "fail" and policy == "reject"
+    for from_domain in domains:  # RFC 7489 §6.6.1: with several author domains, each one's policy applies
+        result, policy = check_dmarc(from_domain, spf_domain, dkim_domains)
+        verdict.results.append(f"dmarc={result} header.from={from_domain}")
+        if result == "fail" and policy == "reject" and not verdict.reject:
+            verdict.reject, verdict.from_domain = True, from_domain
     return verdict
 
 
@@ -115,12 +117,14 @@ def _text(value: bytes | str | None) -> str:
 # DMARC ---------------------------------------------------------------------------------------
 
 
-def single_from_domain(raw: bytes) -> str:
-    """RFC 7489 §6.6.1: the RFC5322.From domain, when the header has exactly one address."""
-    members = [m for _name, group in address_groups(first(header_values(raw), "from")) for m in group]
-    if len(members) != 1 or not members[0][2]:
-        return ""
-    return members[0][2].lower().rstrip(".")
+def from_domains(raw: bytes) -> list[str]:
+    """RFC 7489 §6.6.1: the RFC5322.From domains, each once, lowercased: those of every address in every From
+    field, and any other text after an "@" there, which a mail program may show as the author's address
+    (a second From field, `Alice <a@x> <b@y>`). Domain literals have no DMARC record and are left out."""
+    values = [value for name, value in header_values(raw) if name == "from"]
+    read = [member[2] for value in values for _name, group in address_groups(value) for member in group]
+    seen = read + [domain for value in values for domain in at_sign_domains(value)]
+    return list(dict.fromkeys(d.lower().rstrip(".") for d in seen if d and not d.startswith("[")))
 
 
 def organizational_domain(domain: str) -> str:

@@ -100,6 +100,43 @@ def test_dmarc_reject_failure_is_550_and_nothing_is_stored(mx_port, bob, dns_ser
     assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
 
 
+PHISHER_ZONE = {**BANK_ZONE, "phisher.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
+                "_dmarc.phisher.test": {"TXT": ["v=DMARC1; p=reject"]}}
+
+
+@pytest.mark.parametrize("author", [
+    b"From: Support <help@phisher.test>\r\nFrom: The Bank <alerts@bank.test>",  # two From fields
+    b"From: The Bank <alerts@bank.test>\r\nFrom: Support <help@phisher.test>",
+    b"From: <help@phisher.test> The Bank <alerts@bank.test>",  # a reader may show the second address
+    b"From: help@phisher.test, The Bank <alerts@bank.test>",  # two authors (RFC 5322 §3.6.2)
+])
+def test_dmarc_applies_to_every_domain_a_reader_may_see_as_the_author(mx_port, bob, dns_server, raw_client, author):
+    """The phisher passes DMARC for its own domain (its SPF allows the sending address); the bank's
+    domain, in a second From field or in text a mail program may read as the address, fails it."""
+    dns_server.records.update(PHISHER_ZONE)
+    client = raw_client(mx_port)
+    client.command("EHLO mail.phisher.test")
+    client.command("MAIL FROM:<help@phisher.test>")
+    client.command("RCPT TO:<bob@example.test>")
+    client.command("DATA")
+    message = BANK.replace(b"From: The Bank <alerts@bank.test>", author)
+    assert client.command(message + b".") == "550 5.7.1 Message rejected: DMARC policy of bank.test says reject"
+    assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
+
+
+def test_each_author_domain_gets_its_own_dmarc_result(smtp_settings, servers, bob, dns_server):
+    smtp_settings.MAIL_DMARC_REJECT = False
+    dns_server.records.update(PHISHER_ZONE)
+    send(servers.start("mx"), "help@phisher.test",
+         BANK.replace(b"From: The Bank <alerts@bank.test>", b"From: help@phisher.test\r\nFrom: alerts@bank.test"))
+    assert authentication_results(bob) == [
+        b"spf=pass smtp.mailfrom=help@phisher.test",
+        b"dkim=none",
+        b"dmarc=pass header.from=phisher.test",
+        b"dmarc=fail header.from=bank.test",
+    ]
+
+
 def test_dmarc_reject_can_be_turned_off_and_the_failure_is_recorded(smtp_settings, servers, bob, dns_server):
     smtp_settings.MAIL_DMARC_REJECT = False
     dns_server.records.update(BANK_ZONE)
