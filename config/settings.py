@@ -193,6 +193,9 @@ MAIL_SMTP_PROCESSES = env.int("MAIL_SMTP_PROCESSES", default=1)  # above 1: SMTP
 MAIL_DNS_NAMESERVERS = env.list("MAIL_DNS_NAMESERVERS", default=[])
 MAIL_OUTBOUND_PORT = env.int("MAIL_OUTBOUND_PORT", default=25)
 MAIL_ALLOW_PRIVATE_MX = env.bool("MAIL_ALLOW_PRIVATE_MX", default=False)
+MAIL_OUTBOUND_IP_VERSIONS = env.list("MAIL_OUTBOUND_IP_VERSIONS", default=["6", "4"])  # the order tried; "4": no IPv6
+MAIL_OUTBOUND_SOURCE_IPV4 = env("MAIL_OUTBOUND_SOURCE_IPV4", default="")  # send from this address ("": the system's)
+MAIL_OUTBOUND_SOURCE_IPV6 = env("MAIL_OUTBOUND_SOURCE_IPV6", default="")
 MAIL_OUTBOUND_TLS = env("MAIL_OUTBOUND_TLS", default="opportunistic")
 MAIL_OUTBOUND_MTA_STS = env.bool("MAIL_OUTBOUND_MTA_STS", default=True)  # honour receiving domains' MTA-STS policies
 MAIL_OUTBOUND_CA_FILE = env("MAIL_OUTBOUND_CA_FILE", default="")  # CAs for verified TLS (MTA-STS); "": the system's

@@ -9,6 +9,7 @@ class MailcoreConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
+        from mailcore import checks  # noqa: F401  (registers the settings checks)
         from mailcore.delivery import esp_events
 
         # An ESP's late bounces (its tracking webhook, /anymail/<esp>/tracking/) reach the queue and the sender.

@@ -1,9 +1,14 @@
 """The one place where mailcore reads its settings (which config/settings.py reads from the environment)."""
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+# MAIL_OUTBOUND_IP_VERSIONS: which IP versions outbound connections use, and the DNS type of their addresses.
+_ADDRESS_TYPES = {"6": "AAAA", "4": "A"}
 
 
 class MailConf:
@@ -88,6 +93,32 @@ class MailConf:
     def outbound_port(self) -> int:
         """The port used to connect to MX hosts (MAIL_OUTBOUND_PORT)."""
         return int(settings.MAIL_OUTBOUND_PORT)
+
+    @property
+    def outbound_address_types(self) -> tuple[str, ...]:
+        """DNS types of the addresses outbound connections go to, in the order tried: AAAA, A by default
+        (MAIL_OUTBOUND_IP_VERSIONS "6,4"; "4" never uses IPv6, "4,6" prefers IPv4)."""
+        versions = [str(v).strip() for v in settings.MAIL_OUTBOUND_IP_VERSIONS]
+        if not versions or len(set(versions)) < len(versions) or not set(versions) <= set(_ADDRESS_TYPES):
+            raise ImproperlyConfigured(
+                f"MAIL_OUTBOUND_IP_VERSIONS is {','.join(versions)!r}: give 6,4 or 4,6 (the order tried), 4 or 6")
+        return tuple(_ADDRESS_TYPES[v] for v in versions)
+
+    def outbound_source(self, address: str) -> tuple[str, int] | None:
+        """The local address outbound connections to `address` come from (MAIL_OUTBOUND_SOURCE_IPV4 or
+        MAIL_OUTBOUND_SOURCE_IPV6, by its version), or None: the system's choice."""
+        version = ipaddress.ip_address(address).version
+        name = f"MAIL_OUTBOUND_SOURCE_IPV{version}"
+        source = str(getattr(settings, name))
+        if not source:
+            return None
+        try:
+            valid = ipaddress.ip_address(source).version == version
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(f"{name} is {source!r}: give an IPv{version} address of this host, or nothing")
+        return source, 0
 
     @property
     def allow_private_mx(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections.abc import Sequence
 
 import dns.asyncresolver
 import dns.exception
@@ -201,11 +202,12 @@ def _host(name: dns.name.Name) -> str:
     return "" if name == dns.name.root else name.to_text(omit_final_dot=True).lower()
 
 
-def addresses(host: str) -> list[str]:
-    """IPv6 then IPv4 addresses of `host`; [] when it has none. A failed AAAA lookup does not hide A records."""
+def addresses(host: str, rdtypes: Sequence[str] = ("AAAA", "A")) -> list[str]:
+    """The addresses of `host` of the types `rdtypes`, in that order (IPv6 then IPv4 by default); [] when it has
+    none. A failed lookup of one type does not hide the other's records."""
     found: list[str] = []
     errors: list[DNSError] = []
-    for rdtype in ("AAAA", "A"):
+    for rdtype in rdtypes:
         try:
             found.extend(r.to_text() for r in query(host, rdtype))
         except DNSError as err:

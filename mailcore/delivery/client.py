@@ -66,7 +66,8 @@ class Connection:
         With `verified` (an MTA-STS policy in force), STARTTLS is required and the certificate must be
         valid for `host` by that context (RFC 8461 §4.2).
         """
-        smtp = smtplib.SMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout)
+        smtp = smtplib.SMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout,
+                            source_address=conf.outbound_source(address))
         try:
             code, text = smtp.connect(address, port)
             if code != 220:  # RFC 5321 §3.1: 554 greeting means "no service here"; try the next host

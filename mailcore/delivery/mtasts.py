@@ -148,7 +148,7 @@ def fetch(domain: str) -> Policy:
     """GET and parse the policy of `domain` (§3.3); PolicyError for any failure."""
     host = f"mta-sts.{domain}"
     try:
-        found = maildns.addresses(host)
+        found = maildns.addresses(host, conf.outbound_address_types)
     except maildns.DNSError as err:
         raise PolicyError(f"{host}: {err.reason}") from err
     addresses = [a for a in found if conf.allow_private_mx or not is_forbidden_address(a)]
@@ -171,7 +171,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.address, self.tls = address, context
 
     def connect(self) -> None:
-        raw = socket.create_connection((self.address, self.port), self.timeout)
+        raw = socket.create_connection((self.address, self.port), self.timeout, conf.outbound_source(self.address))
         self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
 
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MXHost:
-    """One host to try, with its addresses (IPv6 first, then IPv4)."""
+    """One host to try, with its addresses (IPv6 first, then IPv4, unless MAIL_OUTBOUND_IP_VERSIONS says otherwise)."""
 
     name: str
     addresses: list[str]
@@ -58,7 +58,7 @@ def find_hosts(domain: str) -> list[MXHost]:
 
 def _usable_addresses(host: str) -> list[str]:
     try:
-        found = maildns.addresses(host)
+        found = maildns.addresses(host, conf.outbound_address_types)
     except maildns.DNSError as err:
         log.info("no addresses for MX host %s: %s", host, err)
         return []

@@ -281,7 +281,7 @@ def _relay_host() -> MXHost:
     except ValueError:
         pass
     try:
-        return MXHost(host, maildns.addresses(host))
+        return MXHost(host, maildns.addresses(host, conf.outbound_address_types))
     except maildns.DNSError as err:
         raise temporary("4.4.3", f"smarthost {host}: {err}") from err
 

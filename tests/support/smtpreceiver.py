@@ -29,6 +29,7 @@ class Received:
     data: bytes
     mail_options: list[str]
     tls: bool
+    peer: str = ""  # the address the sender connected from
 
 
 @dataclass
@@ -65,7 +66,7 @@ class ReceiverHandler:
             if reply.startswith("250"):
                 self.messages.append(Received(
                     envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or b""),
-                    list(envelope.mail_options), session.ssl is not None,
+                    list(envelope.mail_options), session.ssl is not None, str(session.peer[0]),
                 ))
         return reply
 
@@ -113,15 +114,17 @@ class _LoopbackController(Controller):
 
 class SMTPReceiver:
     def __init__(self, *, starttls: bool = True, smtputf8: bool = True, size_limit: int | None = None,
-                 dsn: bool = False, tls_context: ssl.SSLContext | None = None) -> None:
-        """`tls_context`: the STARTTLS certificate (default: the project's self-signed one)."""
+                 dsn: bool = False, tls_context: ssl.SSLContext | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        """`tls_context`: the STARTTLS certificate (default: the project's self-signed one); `host` a loopback
+        address ("::1" for IPv6) and `port` 0 for one the OS chooses."""
         self.handler = ReceiverHandler(dsn=dsn)
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8, "decode_data": False}
         if starttls:
             kwargs["tls_context"] = tls_context or server_context()
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit
-        self.controller = _LoopbackController(self.handler, hostname="127.0.0.1", port=0, **kwargs)
+        self.controller = _LoopbackController(self.handler, hostname=host, port=port, **kwargs)
 
     @property
     def port(self) -> int:
