@@ -52,6 +52,16 @@ class MailConf:
         return int(settings.MAIL_STORE_THREADS)
 
     @property
+    def smtp_max_connections(self) -> int:
+        """MAIL_SMTP_MAX_CONNECTIONS: open connections one SMTP process takes on the MX, and on submission."""
+        return int(settings.MAIL_SMTP_MAX_CONNECTIONS)
+
+    @property
+    def smtp_max_connections_per_ip(self) -> int:
+        """MAIL_SMTP_MAX_CONNECTIONS_PER_IP: of those, from one client address (IPv6: one /64)."""
+        return int(settings.MAIL_SMTP_MAX_CONNECTIONS_PER_IP)
+
+    @property
     def smtp_processes(self) -> int:
         """MAIL_SMTP_PROCESSES: processes serving SMTP; above 1, worker processes runmail starts and watches."""
         return max(1, int(settings.MAIL_SMTP_PROCESSES))

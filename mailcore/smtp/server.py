@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 
-from mailcore import dsnparams, logs, metrics
+from mailcore import connlimits, dsnparams, logs, metrics
 from mailcore.address import ASCII_DOT_ATOM
 from mailcore.auth import AuthenticatedUser
 from mailcore.conf import conf
@@ -87,6 +87,10 @@ class ListenerConfig:
     tls_context: ssl.SSLContext | None
     plaintext_auth_from_loopback: bool = True  # like Dovecot's default: loopback is not sniffable
     idle_timeout: float = IDLE_TIMEOUT_SECONDS
+    # Its open connections (MAIL_SMTP_MAX_CONNECTIONS, ..._PER_IP): each listener has its own, so a flood on
+    # port 25 does not lock our users out of submission.
+    connections: connlimits.ConnectionLimits = dataclasses.field(default_factory=connlimits.ConnectionLimits,
+                                                              compare=False)
 
     @property
     def is_submission(self) -> bool:
@@ -151,6 +155,8 @@ class SMTPServer(SMTP):
             loop=asyncio.get_running_loop(),
         )
         self.listener = listener
+        self._refusal: str | None = None  # why the connection is turned away (connection limits), if it is
+        self._admitted_ip = ""  # the client address counted in the open connections, until the connection closes
         self.bad_commands = 0
         self._last_code = 0
         self._raw_replies = False  # greeting and EHLO/HELO lines carry no enhanced code (RFC 2034 §3)
@@ -183,6 +189,10 @@ class SMTPServer(SMTP):
         session = self.mail_session
         if old is not None:
             session.id = old.id
+        else:  # a new connection (STARTTLS calls this again for the same one)
+            self._refusal = self.listener.connections.admit(
+                session.ip, conf.smtp_max_connections, conf.smtp_max_connections_per_ip)
+            self._admitted_ip = "" if self._refusal else session.ip
         session.tls = transport.get_extra_info("ssl_object") is not None
         self._auth_require_tls = not (self.listener.implicit_tls or self._plaintext_auth_allowed(session))
 
@@ -251,8 +261,22 @@ class SMTPServer(SMTP):
 
     # The session loop ----------------------------------------------------------------
 
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted_ip:
+            self.listener.connections.release(self._admitted_ip)
+            self._admitted_ip = ""
+        super().connection_lost(error)
+
     async def _handle_client(self) -> None:
         session = self.mail_session
+        if self._refusal:
+            # RFC 5321 §3.1, §4.2.3: 421, service not available, as the greeting; then close.
+            log.info("session %s peer %s: refused, %s (%s)", session.id, session.ip, self._refusal, self.listener.role)
+            status = "4.7.0" if self._refusal == connlimits.TOO_MANY_FROM_CLIENT else "4.3.2"
+            await self.push_raw(f"421 {status} {self.hostname} {self._refusal.capitalize()}; try again later")
+            if self.transport is not None:
+                self.transport.close()
+            return
         log.info("session %s peer %s: connected (%s)", session.id, session.ip, self.listener.role)
         metrics.connection("submission" if self.listener.is_submission else "smtp")
         # RFC 5321 §4.3.1 greeting; RFC 2034 §3: no enhanced code on it.
