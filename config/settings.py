@@ -189,6 +189,7 @@ MAIL_TLS_KEY = env("MAIL_TLS_KEY", default="")
 MAIL_MAX_MESSAGE_SIZE = env.int("MAIL_MAX_MESSAGE_SIZE", default=52_428_800)
 MAIL_DEFAULT_QUOTA = env.int("MAIL_DEFAULT_QUOTA", default=0)
 MAIL_STORE_THREADS = env.int("MAIL_STORE_THREADS", default=8)
+MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = env.int("MAIL_SUBMISSION_RECIPIENTS_PER_HOUR", default=1000)  # remote; 0: none
 MAIL_SMTP_MAX_CONNECTIONS = env.int("MAIL_SMTP_MAX_CONNECTIONS", default=1000)  # per process, MX and submission each
 MAIL_SMTP_MAX_CONNECTIONS_PER_IP = env.int("MAIL_SMTP_MAX_CONNECTIONS_PER_IP", default=50)  # IPv6: per /64
 MAIL_SMTP_PROCESSES = env.int("MAIL_SMTP_PROCESSES", default=1)  # above 1: SMTP in that many worker processes

@@ -52,6 +52,12 @@ class MailConf:
         return int(settings.MAIL_STORE_THREADS)
 
     @property
+    def submission_recipients_per_hour(self) -> int:
+        """MAIL_SUBMISSION_RECIPIENTS_PER_HOUR: recipients outside our domains one account may send to in an
+        hour (0: no limit), so that a stolen password cannot spend the server's reputation."""
+        return int(settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR)
+
+    @property
     def smtp_max_connections(self) -> int:
         """MAIL_SMTP_MAX_CONNECTIONS: open connections one SMTP process takes on the MX, and on submission."""
         return int(settings.MAIL_SMTP_MAX_CONNECTIONS)

@@ -225,6 +225,10 @@ class OutboundMessage(models.Model):
     envid = models.CharField(max_length=100, blank=True, help_text="ENVID, decoded: the sender's own id.")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        # An account's recent mail, counted against its sending limit at each submission.
+        indexes = [models.Index(fields=["account", "created_at"], name="outbound_account_time_idx")]
+
     def __str__(self) -> str:
         return f"outbound #{self.pk} from <{self.sender}>"
 

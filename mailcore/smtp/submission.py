@@ -8,11 +8,13 @@ done here; the delivery workers sign at send time.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from mailcore import directory, store
 from mailcore.address import AddressError, parse_address
@@ -22,6 +24,7 @@ from mailcore.delivery.queue import enqueue
 from mailcore.dsnparams import NOTHING_ASKED, Request
 from mailcore.mime import to_crlf
 from mailcore.mime.headers import address_groups, first, unreadable_address_list
+from mailcore.models import OutboundRecipient
 from mailcore.smtp import headers
 from mailcore.smtp.recipients import check_recipient, delivery_address
 from mailcore.smtp.replies import SMTPError
@@ -29,6 +32,7 @@ from mailcore.smtp.replies import SMTPError
 log = logging.getLogger(__name__)
 
 PLUS_SEPARATOR = "+"
+SENDING_WINDOW = dt.timedelta(hours=1)
 ORIGINATOR_FIELDS = ("From", "Sender")  # RFC 5322 §3.6.2: who wrote it, and who sent it (at most once each)
 SENT = "\\Sent"
 
@@ -119,6 +123,7 @@ def submit(
             remote += [r for r in forwarded if r not in remote]
             result.delivered = local
         if remote:
+            check_sending_limit(account_id, len(remote))
             result.queue_id = enqueue(data, mail_from, remote, account_id, dsn)
             result.queued = remote
         if save_to_sent:
@@ -126,6 +131,24 @@ def submit(
     transaction.on_commit(lambda: log.info(
         "account %s submitted %s: %d local, %d queued", account_id, message_id, len(local), len(remote)))
     return result
+
+
+def check_sending_limit(account_id: int, remote: int) -> None:
+    """`remote` more recipients outside our domains keep the account within MAIL_SUBMISSION_RECIPIENTS_PER_HOUR
+    (those of its messages queued in the last hour count), else 450 4.7.1 (550 5.7.1 when this message alone
+    has more). A stolen password then sends that much spam an hour, not as much as the server can."""
+    limit = conf.submission_recipients_per_hour
+    if not limit:
+        return
+    if remote > limit:
+        raise SubmissionError(f"550 5.7.1 Too many recipients outside our domains: {remote}, at most {limit} an hour")
+    since = timezone.now() - SENDING_WINDOW
+    sent = OutboundRecipient.objects.filter(message__account_id=account_id, message__created_at__gte=since).count()
+    if sent + remote > limit:
+        log.warning("account %s reached its sending limit: %d recipients outside our domains in an hour, %d more",
+                    account_id, sent, remote)
+        raise SubmissionError(f"450 4.7.1 Sending limit reached: at most {limit} recipients outside our domains "
+                              f"an hour; try again later")
 
 
 def _prepare(data: bytes, mail_from: str, recipients: list[str], trace: headers.TraceInfo | None) -> bytes:

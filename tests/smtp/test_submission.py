@@ -1,9 +1,11 @@
 """Submission on 587 (STARTTLS) and 465 (implicit TLS), and submit() as the webmail calls it."""
 from __future__ import annotations
 
+import datetime as dt
 import smtplib
 
 import pytest
+from django.utils import timezone
 
 from mailcore import store
 from mailcore.directory import create_alias
@@ -69,6 +71,46 @@ def test_remote_recipient_is_queued_not_delivered_inline(submission_port, alice,
     assert list(OutboundRecipient.objects.values_list("address", "domain")) == [("dave@remote.test", "remote.test")]
     assert store.read_blob(queued.blob).endswith(MESSAGE)
     assert len(folder_messages(bob)) == 1
+
+
+def test_remote_recipients_beyond_the_hourly_limit_wait_and_nothing_is_kept(smtp_settings, submission_port, alice,
+                                                                             bob):
+    smtp_settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = 3
+    with logged_in(submission_port) as client:
+        assert client.sendmail("alice@example.test", ["a@remote.test", "b@remote.test"], MESSAGE) == {}
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("alice@example.test", ["c@remote.test", "d@remote.test", "bob@example.test"], MESSAGE)
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (
+            450, b"4.7.1 Sending limit reached: at most 3 recipients outside our domains an hour; try again later")
+        assert client.sendmail("alice@example.test", ["c@remote.test", "bob@example.test"], MESSAGE) == {}  # 3 of 3
+    assert OutboundRecipient.objects.count() == 3 and len(folder_messages(bob)) == 1  # the refused one: nothing
+
+
+def test_mail_queued_over_an_hour_ago_and_local_mail_do_not_count(smtp_settings, submission_port, alice, bob):
+    smtp_settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = 2
+    with logged_in(submission_port) as client:
+        client.sendmail("alice@example.test", ["a@remote.test", "b@remote.test"], MESSAGE)
+        OutboundMessage.objects.update(created_at=timezone.now() - dt.timedelta(minutes=61))
+        for _ in range(3):
+            assert client.sendmail("alice@example.test", ["bob@example.test"], MESSAGE) == {}
+        assert client.sendmail("alice@example.test", ["c@remote.test", "d@remote.test"], MESSAGE) == {}
+
+
+def test_a_message_to_more_remote_recipients_than_an_hour_allows_is_550(smtp_settings, submission_port, alice):
+    smtp_settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = 2
+    with logged_in(submission_port) as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("alice@example.test", ["a@remote.test", "b@remote.test", "c@remote.test"], MESSAGE)
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (
+        550, b"5.7.1 Too many recipients outside our domains: 3, at most 2 an hour")
+
+
+def test_another_accounts_mail_does_not_count_and_zero_means_no_limit(smtp_settings, submission_port, alice, bob):
+    smtp_settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = 1
+    submit(bob.pk, "bob@example.test", ["x@remote.test"], MESSAGE.replace(b"Alice <alice", b"Bob <bob"))
+    with logged_in(submission_port) as client:
+        assert client.sendmail("alice@example.test", ["a@remote.test"], MESSAGE) == {}
+        smtp_settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = 0
+        assert client.sendmail("alice@example.test", [f"r{n}@remote.test" for n in range(5)], MESSAGE) == {}
 
 
 def test_sender_not_owned_is_553_at_mail_from(submission_port, alice, bob):
