@@ -19,8 +19,7 @@ _SIMPLE_MAILBOX = re.compile(
     rf'|(?:({ASCII_ATEXT}+(?: {ASCII_ATEXT}+)*)|"([ !#-\[\]-~]*)")?'  # display name: atoms or quoted
     rf"[ \t]*<({ASCII_DOT_ATOM})@({ASCII_DOT_ATOM})>)[ \t]*(,|\Z)"
 )
-
-
+# What may follow an "@" as a domain, up to the next delimiter of an address list (RFC 5322 §3.2.3 specials).
 _DOMAIN_TEXT = re.compile(r'[^\s<>,;:()"\\\[\]@]*')
 
 
