@@ -96,6 +96,15 @@ def remove_fields(raw: bytes, should_remove: Callable[[bytes, bytes], bool]) -> 
     return b"".join(f + CRLF for f in kept) + rest
 
 
+BLIND_COPY_FIELDS = (b"bcc", b"resent-bcc")
+
+
+def remove_blind_copies(raw: bytes) -> bytes:
+    """RFC 5322 §3.6.3: Bcc (and Resent-Bcc, §3.6.6) name recipients the others must not see. A client that
+    leaves the field in would show them to everyone; the submission server removes it, as Postfix does."""
+    return remove_fields(raw, lambda name, _field: name in BLIND_COPY_FIELDS)
+
+
 def remove_forged_results(raw: bytes, hostname: str) -> bytes:
     """RFC 8601 §5: delete Authentication-Results that claim our authserv-id (and stale Return-Path)."""
     ours = hostname.lower().encode()

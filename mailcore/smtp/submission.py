@@ -1,7 +1,7 @@
 """Submission (RFC 6409): one function for mail our users send, used by SMTP AUTH sessions and the webmail.
 
 `submit` checks that the sender address belongs to the account (MAIL FROM and
-From header, else `553 5.7.1`), adds Message-ID and Date when missing, delivers
+From header, else `553 5.7.1`), removes Bcc, adds Message-ID and Date when missing, delivers
 local recipients into their mailboxes and queues remote ones, all in one
 transaction: either everything is durable or nothing is. DKIM signing is not
 done here; the delivery workers sign at send time.
@@ -153,6 +153,7 @@ def check_sending_limit(account_id: int, remote: int) -> None:
 
 def _prepare(data: bytes, mail_from: str, recipients: list[str], trace: headers.TraceInfo | None) -> bytes:
     data = headers.remove_forged_results(data, conf.hostname)
+    data = headers.remove_blind_copies(data)
     data = headers.add_missing_identity(data, conf.hostname)
     if trace is None:
         return data

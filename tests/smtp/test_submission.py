@@ -183,6 +183,20 @@ def test_alias_and_plus_address_of_the_user_may_send(submission_port, alice, bob
     assert len(folder_messages(bob)) == 1
 
 
+def test_bcc_fields_are_removed_from_every_copy(submission_port, alice, bob, domain):
+    from mailcore.directory import create_account
+
+    carol = create_account("carol@example.test", "carol-secret-pw")
+    blind = MESSAGE.replace(b"Subject: lunch\r\n",
+                            b"Subject: lunch\r\nBcc: carol@example.test,\r\n dave@remote.test\r\nResent-Bcc: x@remote.test\r\n")
+    with logged_in(submission_port) as client:  # smtplib.sendmail sends the bytes as they are, Bcc and all
+        assert client.sendmail("alice@example.test", ["bob@example.test", "carol@example.test", "dave@remote.test"],
+                               blind) == {}
+    [queued] = OutboundMessage.objects.all()
+    for copy in [*folder_messages(bob), *folder_messages(carol), store.read_blob(queued.blob)]:
+        assert copy.endswith(MESSAGE), copy  # the fields, and the line that continued one, are gone
+
+
 def test_missing_message_id_and_date_are_added(submission_port, alice, bob):
     bare = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: x\r\n\r\nbody\r\n"
     with logged_in(submission_port) as client:
