@@ -82,6 +82,11 @@ def is_hosted(domain: str) -> bool:
     return _remembered("domain", name, _domain_is_active)
 
 
+def first_hosted_domain() -> str | None:
+    """The name of the active domain added first, or None when there is none."""
+    return Domain.objects.filter(active=True).order_by("id").values_list("name", flat=True).first()
+
+
 def _domain_is_active(name: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {_table(Domain)} WHERE name = %s AND active LIMIT 1", [name])

@@ -31,7 +31,7 @@ class Accepted:
 def parse_recipient(text: str) -> Address:
     """Parse a RCPT address, refusing address tricks that could route mail elsewhere."""
     if text.lower() == POSTMASTER:
-        text = conf.postmaster or f"{POSTMASTER}@{conf.hostname}"  # RFC 5321 §4.5.1: bare <Postmaster>
+        text = postmaster_address()
     try:
         address = parse_address(text)
     except AddressError as err:
@@ -41,6 +41,20 @@ def parse_recipient(text: str) -> Address:
     if any(c in address.local for c in ROUTING_CHARACTERS):
         raise SMTPError(RELAY_DENIED.format(address=address))
     return address
+
+
+def postmaster_address() -> str:
+    """Where a bare <Postmaster> goes (RFC 5321 §4.5.1: it MUST be accepted without a domain): MAIL_POSTMASTER,
+    else postmaster@ the hosted domain MAIL_HOSTNAME is in (mail.example.org: example.org), else of the first
+    domain hosted (each has a postmaster, `directory.create_account`)."""
+    if conf.postmaster:
+        return conf.postmaster
+    labels = conf.hostname.lower().rstrip(".").split(".")
+    for start in range(len(labels) - 1):
+        if directory.is_hosted(".".join(labels[start:])):
+            return f"{POSTMASTER}@{'.'.join(labels[start:])}"
+    first = directory.first_hosted_domain()
+    return f"{POSTMASTER}@{first or conf.hostname}"
 
 
 def check_recipient(text: str, relay_allowed: bool, size_hint: int = 0) -> Accepted:

@@ -112,6 +112,21 @@ def test_postmaster_is_accepted_and_delivered_to_the_configured_mailbox(mx_port,
     assert stored.startswith(b"Return-Path: <>\r\n")
 
 
+@pytest.mark.parametrize("hostname", ["mail.example.test", "mx.elsewhere.test"])
+def test_bare_postmaster_goes_to_the_postmaster_of_a_hosted_domain(smtp_settings, servers, bob, raw_client, hostname):
+    """RFC 5321 §4.5.1: <Postmaster> without a domain is accepted; without MAIL_POSTMASTER it is postmaster@
+    the hosted domain the server's name is in, else of the first hosted domain. bob is example.test's."""
+    smtp_settings.MAIL_HOSTNAME = hostname
+    client = raw_client(servers.start("mx"), greet=False)
+    assert client.reply() == f"220 {hostname} ESMTP ready"
+    client.command("EHLO client.remote.test")
+    client.command("MAIL FROM:<carol@remote.test>")
+    assert client.command("RCPT TO:<Postmaster>") == "250 2.1.5 Recipient OK"
+    client.command("DATA")
+    assert client.command(b"Subject: hello\r\n\r\nx\r\n.").startswith("250 2.0.0")
+    assert len(inbox_messages(bob)) == 1
+
+
 def test_postmaster_alias_is_accepted(mx_port, bob, raw_client):
     # bob, the domain's first account, became its postmaster (mailcore.directory).
     client = raw_client(mx_port)
