@@ -37,6 +37,7 @@ MAX_DATA_LINE_OCTETS = MAX_LINE_OCTETS + 1  # plus the transparency dot (RFC 532
 IDLE_TIMEOUT_SECONDS = 300.0
 # Unknown, malformed or out-of-sequence commands tolerated before `421` (like Postfix's error limit).
 MAX_BAD_COMMANDS = 100
+AUTH_PARAMETER = "AUTH"  # RFC 4954 §5, of MAIL FROM on submission
 PRINTABLE_ECHO = 32  # characters of an unknown verb echoed back in the reply
 CRLF = b"\r\n"
 R = TypeVar("R")
@@ -405,14 +406,17 @@ class SMTPServer(SMTP):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        await self._with_dsn_parameters(dsnparams.MAIL_PARAMETERS, super().smtp_MAIL(arg))
+        # RFC 4954 §5: where AUTH is offered, MAIL FROM takes AUTH=<mailbox> or AUTH=<> (clients that relay
+        # through us, Exim for one, send it). Its value is checked and not used: the login says who sends.
+        names = dsnparams.MAIL_PARAMETERS + ((AUTH_PARAMETER,) if self.listener.is_submission else ())
+        await self._with_dsn_parameters(names, super().smtp_MAIL(arg))
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
         await self._with_dsn_parameters(dsnparams.RCPT_PARAMETERS, super().smtp_RCPT(arg))
 
     async def _with_dsn_parameters(self, names: tuple[str, ...], command: Awaitable[None]) -> None:
-        """Run MAIL or RCPT with its DSN parameters (RFC 3461 §4) taken off by `_getaddr`, into `dsn_values`.
+        """Run MAIL or RCPT with the parameters `names` (DSN's, RFC 3461 §4; AUTH) taken off by `_getaddr`.
 
         aiosmtpd upper-cases parameters and refuses those it does not know (555); these
         must keep their case (an ENVID is case-sensitive), and the handler reads them.
@@ -427,6 +431,8 @@ class SMTPServer(SMTP):
         address, params = self._parse_path(arg)
         if address and params and self._dsn_names and self.mail_session.extended_smtp:
             params, self.dsn_values = read_dsn_parameters(dsnparams.take, params, self._dsn_names)
+            if AUTH_PARAMETER in self.dsn_values:
+                read_dsn_parameters(dsnparams.xtext_decode, self.dsn_values.pop(AUTH_PARAMETER))
         return address, params
 
     def _parse_path(self, arg: str) -> tuple[str | None, str | None]:

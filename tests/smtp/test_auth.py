@@ -108,3 +108,28 @@ def test_smtplib_login_over_starttls(submission_port, alice):
     with smtplib.SMTP("127.0.0.1", submission_port, timeout=10) as client:
         client.starttls(context=client_tls_context())
         assert client.login("Alice@Example.test", "alice-secret-pw")[0] == 235
+
+
+@pytest.mark.parametrize(("parameter", "reply"), [
+    ("AUTH=<>", "250 2.1.0 Sender OK"),  # RFC 4954 §5: the original submitter is not known (Exim sends this)
+    ("AUTH=alice@example.test", "250 2.1.0 Sender OK"),
+    ("AUTH=alice+2Btag@example.test", "250 2.1.0 Sender OK"),  # xtext: "+2B" is "+"
+    ("AUTH=a=b", "501 5.5.4 malformed xtext"),
+    ("AUTH=<> AUTH=<>", "501 5.5.4 AUTH given twice"),
+])
+def test_mail_from_takes_the_auth_parameter_on_submission(submission_port, alice, bob, raw_client, parameter, reply):
+    client = raw_client(submission_port)
+    ready(client)
+    client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}")
+    assert client.command(f"MAIL FROM:<alice@example.test> {parameter}") == reply
+    if reply.startswith("250"):
+        assert client.command("RCPT TO:<bob@example.test>") == "250 2.1.5 Recipient OK"
+        assert client.command("DATA").startswith("354")
+        assert client.command(b"From: alice@example.test\r\nSubject: relayed\r\n\r\nhi\r\n.").startswith("250 2.0.0")
+
+
+def test_the_mx_which_offers_no_auth_refuses_the_auth_parameter(mx_port, raw_client):
+    client = raw_client(mx_port)
+    ready(client)
+    assert client.command("MAIL FROM:<carol@remote.test> AUTH=<>") == (
+        "555 5.5.4 MAIL FROM parameters not recognized or not implemented")
