@@ -6,6 +6,7 @@ that start with "." after a bare CR.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import smtplib
@@ -13,13 +14,14 @@ import ssl
 from collections.abc import Sequence
 
 from mailcore.conf import conf
-from mailcore.delivery.outcome import DELIVERED, DeliveryError, Outcome, permanent, temporary
+from mailcore.delivery.outcome import DELIVERED, TEMPORARY, DeliveryError, Outcome, permanent, temporary
 from mailcore.dsnparams import NOTHING_ASKED, Request, mail_parameters, rcpt_parameters
 
 log = logging.getLogger(__name__)
 
 # RFC 5321 §2.3.8: lines end in CRLF; a bare CR or bare LF is not sent as such.
 _ANY_LINE_END = re.compile(rb"\r\n|\r|\n")
+RCPT_TOO_MANY_HISTORICAL = 552
 MTA_STS_STATUS = "4.7.5"  # RFC 3463 §3.8 X.7.5 cryptographic failure: the policy's TLS cannot be had, try later
 TLS_REQUIRED_STATUS = "4.7.10"  # RFC 3463 / RFC 7672-style: cannot meet the TLS policy, try later
 
@@ -125,7 +127,7 @@ class Connection:
         if mail_reply.kind != DELIVERED:
             self._reset()
             return dict.fromkeys(recipients, mail_reply)
-        results = dict(zip(recipients, rcpt_replies, strict=True))
+        results = dict(zip(recipients, map(_rcpt_outcome, rcpt_replies), strict=True))
         accepted = [r for r in recipients if results[r].kind == DELIVERED]
         if not accepted:
             self._reset()
@@ -192,6 +194,14 @@ class Connection:
             pass
         finally:
             self.smtp.close()
+
+
+def _rcpt_outcome(outcome: Outcome) -> Outcome:
+    """RFC 5321 §4.5.3.1.10: a 552 to RCPT, once the "too many recipients" reply, SHOULD be taken as temporary
+    (Postfix does so too); the server's reply is kept as it was."""
+    if outcome.code == RCPT_TOO_MANY_HISTORICAL:
+        return dataclasses.replace(outcome, kind=TEMPORARY)
+    return outcome
 
 
 def _joined(parameters: list[str]) -> str:

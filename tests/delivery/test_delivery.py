@@ -92,6 +92,17 @@ def test_550_bounces_and_a_dsn_lands_in_the_senders_inbox(remote, alice):
     assert b"bob@remote.test" not in dsn.split(b"message/delivery-status")[1].split(b"text/rfc822-headers")[0]
 
 
+def test_552_to_rcpt_is_taken_as_temporary_and_the_others_are_delivered(remote, alice):
+    """RFC 5321 §4.5.3.1.10: 552 at RCPT (historically "too many recipients") defers, it does not bounce."""
+    remote.handler.rcpt_replies = {"bob@remote.test": "552 5.2.2 Mailbox full"}
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test", "carol@remote.test"])
+    worker.deliver_message(message_id)
+    bob, carol = rows(message_id)
+    assert (bob.state, bob.last_reply) == ("deferred", "552 5.2.2 Mailbox full")
+    assert carol.state == "delivered" and [m.recipients for m in remote.messages] == [["carol@remote.test"]]
+    assert inbox_of(alice) == []  # no bounce
+
+
 def test_a_bounce_is_never_bounced(remote):
     remote.handler.rcpt_replies["nobody@remote.test"] = "550 5.1.1 no such user"
     message_id = queue.enqueue(MESSAGE, "", ["nobody@remote.test"])
