@@ -66,8 +66,22 @@ class Connection:
         """Connect, EHLO, STARTTLS when offered (or required), and AUTH when given credentials.
 
         With `verified` (an MTA-STS policy in force), STARTTLS is required and the certificate must be
-        valid for `host` by that context (RFC 8461 §4.2).
+        valid for `host` by that context (RFC 8461 §4.2). Opportunistic TLS (RFC 7435) never holds mail
+        back: when the server offers STARTTLS and the handshake fails (an old server, a broken set-up),
+        the mail goes in clear on a new connection, as Postfix's `may` level does. Not where TLS is
+        required, nor before AUTH (the password never goes in clear).
         """
+        try:
+            return cls._open(host, address, port, credentials, verified, starttls=True)
+        except _StartTlsFailed as failed:
+            if verified is not None or conf.outbound_tls_required or credentials:
+                raise failed.error from failed
+            log.warning("%s; sending to %s [%s] in clear (opportunistic TLS)", failed.error, host, address)
+            return cls._open(host, address, port, credentials, verified, starttls=False)
+
+    @classmethod
+    def _open(cls, host: str, address: str, port: int, credentials: tuple[str, str] | None,
+              verified: ssl.SSLContext | None, starttls: bool) -> Connection:
         smtp = smtplib.SMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout,
                             source_address=conf.outbound_source(address))
         try:
@@ -76,13 +90,14 @@ class Connection:
                 raise temporary("4.4.1", f"greeting {code} {_text(text)}", host, code=code)
             smtp._host = host  # type: ignore[attr-defined]  # SNI with the MX name, not the address
             _hello(smtp, host)
-            _starttls(smtp, host, verified)
+            if starttls:
+                _starttls(smtp, host, verified)
             if credentials:
                 _login(smtp, host, credentials)
         except (OSError, smtplib.SMTPException) as err:
             smtp.close()
             raise temporary("4.4.1", f"connection to {host} [{address}]:{port} failed: {err}", host) from err
-        except DeliveryError:
+        except (DeliveryError, _StartTlsFailed):
             smtp.close()
             raise
         return cls(smtp, host, address)
@@ -196,6 +211,14 @@ class Connection:
             self.smtp.close()
 
 
+class _StartTlsFailed(Exception):
+    """The server offered STARTTLS and the handshake (or its reply) failed; `error` is the deferral it means."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _rcpt_outcome(outcome: Outcome) -> Outcome:
     """RFC 5321 §4.5.3.1.10: a 552 to RCPT, once the "too many recipients" reply, SHOULD be taken as temporary
     (Postfix does so too); the server's reply is kept as it was."""
@@ -231,12 +254,12 @@ def _starttls(smtp: smtplib.SMTP, host: str, verified: ssl.SSLContext | None = N
         return
     try:
         smtp.starttls(context=verified or client_tls_context())  # RFC 3207 §4.2: forget everything, EHLO again
+        _hello(smtp, host)  # under TLS 1.3 a server's refusal of the handshake shows at this first read
     except ssl.SSLCertVerificationError as err:
         raise temporary(MTA_STS_STATUS, f"certificate of {host} not valid, as its domain's MTA-STS policy requires: "
                         f"{err.verify_message}", host) from err
-    except (TimeoutError, ssl.SSLError, smtplib.SMTPResponseException) as err:
-        raise temporary(TLS_REQUIRED_STATUS, f"STARTTLS with {host} failed: {err}", host) from err
-    _hello(smtp, host)
+    except (OSError, smtplib.SMTPException) as err:  # ssl.SSLError and resets are OSErrors; a refusal, a hang-up
+        raise _StartTlsFailed(temporary(TLS_REQUIRED_STATUS, f"STARTTLS with {host} failed: {err}", host)) from err
 
 
 def _login(smtp: smtplib.SMTP, host: str, credentials: tuple[str, str]) -> None:

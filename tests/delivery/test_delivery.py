@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 
 import dkim
 import pytest
@@ -10,6 +11,7 @@ from mailcore import store
 from mailcore.delivery import claims, queue, worker
 from mailcore.delivery.client import wire_data
 from mailcore.models import OutboundRecipient
+from mailcore.tls import server_context
 from tests.support.smtpreceiver import SMTPReceiver
 
 MESSAGE = (
@@ -242,6 +244,49 @@ def test_message_over_the_receivers_size_limit_bounces_before_data(remote, alice
     finally:
         small.stop()
     assert rows(message_id)[0].last_reply.startswith("552 5.3.4 ") and small.messages == []
+
+
+@pytest.fixture
+def old_tls_receiver(settings):
+    """A receiver that offers STARTTLS but refuses every handshake: it wants a client certificate."""
+    context = server_context()
+    context.verify_mode = ssl.CERT_REQUIRED
+    receiver = SMTPReceiver(tls_context=context).start()
+    settings.MAIL_OUTBOUND_PORT = receiver.port
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def test_a_failed_opportunistic_starttls_sends_in_clear_on_a_new_connection(remote, old_tls_receiver, caplog):
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    assert worker.deliver_message(message_id) == 1
+    [received] = old_tls_receiver.messages
+    assert received.tls is False and old_tls_receiver.sessions == 2  # the failed handshake, then the clear one
+    assert rows(message_id)[0].state == "delivered"
+    assert any(r.getMessage().startswith("451 4.7.10 STARTTLS with mx.remote.test failed: ")
+               and r.getMessage().endswith(" in clear (opportunistic TLS)") for r in caplog.records)
+
+
+def test_a_failed_starttls_defers_when_tls_is_required(remote, old_tls_receiver, settings):
+    settings.MAIL_OUTBOUND_TLS = "require"
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    [row] = rows(message_id)
+    assert row.state == "deferred" and row.last_reply.startswith("451 4.7.10 STARTTLS with mx.remote.test failed: ")
+    assert old_tls_receiver.messages == []
+
+
+def test_a_failed_starttls_to_a_smarthost_with_a_password_defers_rather_than_log_in_in_clear(
+        remote, old_tls_receiver, settings):
+    settings.MAIL_RELAY, settings.MAIL_RELAY_HOST, settings.MAIL_RELAY_PORT = "smarthost", "127.0.0.1", old_tls_receiver.port
+    settings.MAIL_RELAY_USER, settings.MAIL_RELAY_PASSWORD = "alice", "relay-secret"
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    [row] = rows(message_id)
+    assert row.state == "deferred" and row.last_reply.startswith("451 4.7.10 STARTTLS with 127.0.0.1 failed: ")
+    assert old_tls_receiver.messages == [] and old_tls_receiver.sessions == 1
 
 
 def test_tls_required_defers_when_the_receiver_has_no_starttls(remote, settings):
