@@ -68,14 +68,15 @@ def mta_sts_id(domain: str) -> str:
 
 
 def _dkim_record(domain: str) -> Record | None:
-    from mailcore.delivery.dkim import public_key_b64, signing_key
+    from mailcore.delivery.dkim import newest_key, public_key_b64
 
-    key: DkimKey | None = signing_key(domain)
+    key: DkimKey | None = newest_key(domain)
     if key is None:
         return None
     # RFC 6376 §3.6.1: the key record at SELECTOR._domainkey.DOMAIN.
     return Record(f"{key.selector}._domainkey.{domain}", "TXT", f"v=DKIM1; k=rsa; p={public_key_b64(key)}",
-                  "DKIM public key (newest active key; make one with createdkimkey)")
+                  "DKIM public key (newest active key, which signs once this record is found; make one with "
+                  "createdkimkey)")
 
 
 def _srv_records(domain: str) -> list[Record]:

@@ -332,13 +332,16 @@ class MailboxLock(models.Model):
 
 
 class DkimKey(models.Model):
-    """A DKIM signing key for one domain (RFC 6376); the newest active key of a domain signs its mail."""
+    """A DKIM signing key for one domain (RFC 6376); the newest active key of a domain seen published signs its
+    mail (a key made to replace another starts signing once its record is in DNS: `dkim.signing_keys`)."""
 
     domain = models.CharField(max_length=255, help_text="A-label of the signing domain (d=).")
     selector = models.CharField(max_length=63, help_text="s=; the key is published at SELECTOR._domainkey.DOMAIN.")
     private_key = models.TextField(help_text="PEM (PKCS#8) RSA private key.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When delivery first found its public key in DNS.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["domain", "selector"], name="dkim_domain_selector_unique")]

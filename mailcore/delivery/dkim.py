@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 
 import dkim
 from cryptography.hazmat.primitives import serialization
@@ -10,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.db import transaction
 from django.utils import timezone
 
+from mailcore import dns as maildns
 from mailcore.address import AddressError, normalize_domain
 from mailcore.conf import conf
 from mailcore.mime.headers import address_groups, first, parse_fields, split_header
@@ -58,16 +60,68 @@ def txt_record(key: DkimKey) -> str:
     return f'{key.selector}._domainkey.{key.domain}. IN TXT "v=DKIM1; k=rsa; p={public_key_b64(key)}"'
 
 
-def signing_key(domain: str) -> DkimKey | None:
+def newest_key(domain: str) -> DkimKey | None:
+    """The domain's newest active key: the one whose record is to be published (`dnssetup`)."""
     return DkimKey.objects.filter(domain=domain, active=True).order_by("-created_at", "-id").first()
 
 
+def signing_key(domain: str) -> DkimKey | None:
+    """The key that signs the domain's mail now, as `signing_keys` chooses it."""
+    keys = list(DkimKey.objects.filter(domain=domain, active=True).order_by("-created_at", "-id"))
+    return _newest_published(keys) if keys else None
+
+
 def signing_keys() -> dict[str, DkimKey]:
-    """Every domain's signing key (its newest active one), in one query: for a delivery run's `sign` calls."""
-    keys: dict[str, DkimKey] = {}
+    """Every domain's signing key, for a delivery run's `sign` calls: its newest active key whose record is in
+    DNS, else (none seen yet: a domain's first key) its newest. So a key made to replace another signs only once
+    it is published, and receivers never look for a record that is not there yet (RFC 6376 §3.6.1: a signature
+    whose key is missing fails, and DMARC with it)."""
+    by_domain: dict[str, list[DkimKey]] = {}
     for key in DkimKey.objects.filter(active=True).order_by("domain", "-created_at", "-id"):
-        keys.setdefault(key.domain, key)
-    return keys
+        by_domain.setdefault(key.domain, []).append(key)
+    return {domain: _newest_published(keys) for domain, keys in by_domain.items()}
+
+
+def _newest_published(keys: list[DkimKey]) -> DkimKey:
+    """Of one domain's keys, newest first: the first one published, else the newest."""
+    for key in keys:
+        if key.published_at is not None or _found_in_dns(key):
+            return key
+    return keys[0]
+
+
+# Keys looked up in DNS and not found, by id: when (time.monotonic()), so each is asked for at most once a minute.
+_LOOKED_UP: dict[int, float] = {}
+RECHECK_SECONDS = 60.0
+
+
+def _found_in_dns(key: DkimKey) -> bool:
+    """Whether SELECTOR._domainkey.DOMAIN has this key's public key (p=); if so, remembered in `published_at`."""
+    now = time.monotonic()
+    if now - _LOOKED_UP.get(key.pk, -RECHECK_SECONDS) < RECHECK_SECONDS:
+        return False
+    _LOOKED_UP[key.pk] = now
+    try:
+        records = maildns.txt(f"{key.selector}._domainkey.{key.domain}", maildns.checks_resolver())
+    except maildns.DNSError:
+        return False
+    ours = public_key_b64(key)
+    if not any(_public_key_of(record) == ours for record in records):
+        return False
+    key.published_at = timezone.now()
+    DkimKey.objects.filter(pk=key.pk).update(published_at=key.published_at)
+    _LOOKED_UP.pop(key.pk, None)
+    log.info("DKIM key %s found in DNS: it signs %s's mail from now on", key, key.domain)
+    return True
+
+
+def _public_key_of(record: str) -> str:
+    """The p= tag of a DKIM key record (RFC 6376 §3.6.1), whitespace removed."""
+    for tag in record.split(";"):
+        name, _, value = tag.partition("=")
+        if name.strip() == "p":
+            return "".join(value.split())
+    return ""
 
 
 def author_domain(data: bytes) -> str | None:

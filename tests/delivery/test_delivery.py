@@ -213,6 +213,49 @@ def test_message_is_dkim_signed_and_verifies_at_the_receiver(remote, dns_server)
     assert dkim.verify(data, dnsfunc=dnsfunc)
 
 
+def signing_selector(data: bytes) -> bytes:
+    header = data.split(b"\r\nFrom:")[0]
+    return header.split(b" s=")[1].split(b";")[0]
+
+
+def test_a_new_dkim_key_signs_only_once_its_record_is_in_dns(remote, dns_server, monkeypatch):
+    """Key rotation: the old key goes on signing until the new key's record is found in DNS (a signature by a key
+    receivers cannot find fails, and DMARC with it); the domain's first key signs at once, as before."""
+    from mailcore.delivery import dkim as outbound_dkim
+
+    monkeypatch.setattr(outbound_dkim, "RECHECK_SECONDS", 0.0)  # look again at every delivery run
+    old = outbound_dkim.create_key("example.test", "old")
+    first = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(first)
+    assert signing_selector(remote.messages[-1].data) == b"old"  # the only key: not published, signs anyway
+
+    dns_server.records["old._domainkey.example.test"] = {"TXT": [outbound_dkim.txt_record(old).split('"')[1]]}
+    new = outbound_dkim.create_key("example.test", "new")
+    worker.deliver_message(queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"]))
+    assert signing_selector(remote.messages[-1].data) == b"old"  # "new" is not in DNS yet
+    old.refresh_from_db()
+    new.refresh_from_db()
+    assert old.published_at is not None and new.published_at is None
+
+    dns_server.records["new._domainkey.example.test"] = {"TXT": [outbound_dkim.txt_record(new).split('"')[1]]}
+    worker.deliver_message(queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"]))
+    assert signing_selector(remote.messages[-1].data) == b"new"
+    new.refresh_from_db()
+    assert new.published_at is not None
+
+
+def test_a_record_with_another_public_key_does_not_count_as_published(remote, dns_server, monkeypatch):
+    from mailcore.delivery import dkim as outbound_dkim
+
+    monkeypatch.setattr(outbound_dkim, "RECHECK_SECONDS", 0.0)
+    old = outbound_dkim.create_key("example.test", "old")
+    dns_server.records["old._domainkey.example.test"] = {"TXT": [outbound_dkim.txt_record(old).split('"')[1]]}
+    outbound_dkim.create_key("example.test", "new")
+    dns_server.records["new._domainkey.example.test"] = {"TXT": ["v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"]}
+    worker.deliver_message(queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"]))
+    assert signing_selector(remote.messages[-1].data) == b"old"
+
+
 def test_smtputf8_message_to_a_receiver_without_it_bounces_5_6_7(remote, alice, settings):
     plain = SMTPReceiver(smtputf8=False).start()
     settings.MAIL_OUTBOUND_PORT = plain.port
