@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # RFC 5321 §2.3.8: lines end in CRLF; a bare CR or bare LF is not sent as such.
 _ANY_LINE_END = re.compile(rb"\r\n|\r|\n")
 RCPT_TOO_MANY_HISTORICAL = 552
+SERVICE_CLOSING = 421  # RFC 5321 §3.8, §4.2.3: the server is closing the transmission channel
 MTA_STS_STATUS = "4.7.5"  # RFC 3463 §3.8 X.7.5 cryptographic failure: the policy's TLS cannot be had, try later
 TLS_REQUIRED_STATUS = "4.7.10"  # RFC 3463 / RFC 7672-style: cannot meet the TLS policy, try later
 
@@ -142,6 +143,8 @@ class Connection:
         if mail_reply.kind != DELIVERED:
             self._reset()
             return dict.fromkeys(recipients, mail_reply)
+        if self.broken:  # a RCPT was answered 421: the others got that reply too, the session is over
+            return dict(zip(recipients, rcpt_replies, strict=True))
         results = dict(zip(recipients, map(_rcpt_outcome, rcpt_replies), strict=True))
         accepted = [r for r in recipients if results[r].kind == DELIVERED]
         if not accepted:
@@ -169,24 +172,35 @@ class Connection:
         return options
 
     def _exchange(self, commands: list[str]) -> list[Outcome]:
-        """Send MAIL and RCPTs, pipelined when the server offers it (RFC 2920 §3.1), else one by one."""
+        """Send MAIL and RCPTs, pipelined when the server offers it (RFC 2920 §3.1), else one by one.
+
+        A 421 ends it: the server is closing the channel (RFC 5321 §3.8), so no more replies come and
+        the commands not yet answered get that reply (the server's own words reach the queue and log).
+        """
         smtp = self.smtp
-        if smtp.has_extn("pipelining"):
+        pipelined = bool(smtp.has_extn("pipelining"))
+        if pipelined:
             smtp.send("".join(c + "\r\n" for c in commands))
-            return [self._reply() for _ in commands]
-        replies = []
+        replies: list[Outcome] = []
         for command in commands:
-            smtp.putcmd(command)
+            if not pipelined:
+                smtp.putcmd(command)
             replies.append(self._reply())
+            if replies[-1].code == SERVICE_CLOSING:
+                self.broken = True
+                return replies + [replies[-1]] * (len(commands) - len(replies))
         return replies
 
     def _data(self, data: bytes) -> Outcome:
         self.smtp.putcmd("DATA")
         start = self._reply_raw()
         if start[0] != 354:  # RFC 5321 §4.1.1.4
-            return Outcome.from_reply(*start, host=self.host)
-        self.smtp.send(wire_data(data))
-        return self._reply()
+            final = Outcome.from_reply(*start, host=self.host)
+        else:
+            self.smtp.send(wire_data(data))
+            final = self._reply()
+        self.broken = self.broken or final.code == SERVICE_CLOSING
+        return final
 
     def _reply_raw(self) -> tuple[int, str]:
         code, text = self.smtp.getreply()
@@ -196,6 +210,8 @@ class Connection:
         return Outcome.from_reply(*self._reply_raw(), host=self.host)
 
     def _reset(self) -> None:
+        if self.broken:  # after a 421 there is no session left to reset
+            return
         self.smtp.putcmd("RSET")  # RFC 5321 §4.1.1.5
         code, _ = self.smtp.getreply()
         if code != 250:

@@ -105,6 +105,26 @@ def test_552_to_rcpt_is_taken_as_temporary_and_the_others_are_delivered(remote, 
     assert inbox_of(alice) == []  # no bounce
 
 
+RATE_LIMITED = "421 4.7.28 Our system has detected an unusual rate of mail from your IP; try again later"
+
+
+@pytest.mark.parametrize("where", ["MAIL", "RCPT", "DATA"])
+def test_a_421_defers_with_the_servers_own_words_and_its_session_is_not_used_again(remote, where):
+    """RFC 5321 §3.8: 421 means the server is closing the channel; its reply is what the queue keeps."""
+    if where == "MAIL":
+        remote.handler.mail_replies = [RATE_LIMITED]
+    elif where == "RCPT":
+        remote.handler.rcpt_replies = {"bob@remote.test": RATE_LIMITED}
+    else:
+        remote.handler.data_replies = [RATE_LIMITED]
+    first = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(first)
+    assert [(r.state, r.last_reply) for r in rows(first)] == [("deferred", RATE_LIMITED)]
+    second = queue.enqueue(MESSAGE, "alice@example.test", ["carol@remote.test"])
+    assert worker.deliver_message(second) == 1
+    assert remote.sessions == 2  # a new connection for the next message
+
+
 def test_a_bounce_is_never_bounced(remote):
     remote.handler.rcpt_replies["nobody@remote.test"] = "550 5.1.1 no such user"
     message_id = queue.enqueue(MESSAGE, "", ["nobody@remote.test"])

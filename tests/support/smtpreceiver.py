@@ -35,6 +35,7 @@ class Received:
 @dataclass
 class ReceiverHandler:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
+    mail_replies: list[str] = field(default_factory=list)  # replies to the next MAIL commands, then 250
     data_replies: list[str] = field(default_factory=list)
     messages: list[Received] = field(default_factory=list)
     session_ids: set[int] = field(default_factory=set)
@@ -52,11 +53,20 @@ class ReceiverHandler:
             responses = [*responses[:-1], "250-" + responses[-1][4:], "250 DSN"]
         return responses
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        with self.lock:
+            reply = self.mail_replies.pop(0) if self.mail_replies else ""
+        if reply:
+            return _closing_after_421(server, reply)
+        envelope.mail_from, envelope.mail_options = address, list(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         reply = self.rcpt_replies.get(address.lower())
         if reply and not reply.startswith("250"):
-            return reply
+            return _closing_after_421(server, reply)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -68,7 +78,14 @@ class ReceiverHandler:
                     envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or b""),
                     list(envelope.mail_options), session.ssl is not None, str(session.peer[0]),
                 ))
-        return reply
+        return _closing_after_421(server, reply)
+
+
+def _closing_after_421(server: SMTP, reply: str) -> str:
+    """`reply`; after a 421 the connection closes, once the reply is written, as RFC 5321 §3.8 has servers do."""
+    if reply.startswith("421") and server.transport is not None:
+        server.loop.call_soon(server.transport.close)
+    return reply
 
 
 class _DSNServer(SMTP):
