@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import signal
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
@@ -140,6 +141,26 @@ async def start_smtp_workers() -> WorkerPool | None:
     return pool
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; the new soft limit.
+
+    Every IMAP IDLE, SMTP and POP3 session holds a socket. systemd starts services with a soft limit
+    of 1024 (kept low for programs that use select()) and a hard one far above it, and asks programs
+    that need more to raise it themselves; asyncio uses epoll, which has no such ceiling. At the soft
+    limit accept() fails for every listener at once, so 1,000 idle IMAP clients would keep all mail out.
+    SMTP worker processes inherit the raised limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as err:  # a hard limit of "unlimited" is refused on some systems
+            log.warning("open files limit stays %s (hard %s): %s", soft, hard, err)
+            return soft
+        log.info("open files limit raised from %s to %s", soft, hard)
+    return hard
+
+
 def freeze_startup_objects() -> None:
     """Take what start-up made (modules, Django's apps, URLs and settings) out of the cyclic collector's walks.
 
@@ -157,6 +178,7 @@ async def run_forever() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    raise_open_files_limit()
     servers = await start_listeners()
     workers = await start_smtp_workers()
     tasks = [asyncio.create_task(job()) for job in background_jobs()]

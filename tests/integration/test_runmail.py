@@ -53,3 +53,29 @@ def test_runmail_runs_the_webmail_outbox_and_the_delivery_and_import_runners_wit
     settings.CELERY_BROKER_URL = ""
     settings.REDIS_URL = ""
     assert runner.background_jobs() == [delivery_runner, import_runner, outbox_runner]
+
+
+def test_runmail_raises_its_open_files_limit_to_the_hard_limit(tmp_path):
+    """Started with systemd's soft limit of 1024 (here 256) on open files, runmail raises it to the hard limit:
+    at the soft limit every listener's accept() would fail once enough IMAP clients sit in IDLE."""
+    import resource
+
+    from tests.support.runmail import runmail
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 512:
+        pytest.skip(f"the hard limit here is only {hard}")
+    env = {**os.environ, "MAIL_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v", "0"], env=env, check=True)
+    env["MAIL_IMAP_PORT"] = str(free_port())
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    with runmail(env, preexec_fn=low_soft_limit) as running:
+        limits = Path(f"/proc/{running.process.pid}/limits").read_text()
+    [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    assert line.split()[3:5] == [str(hard), str(hard)]
+    assert any(f"open files limit raised from 256 to {hard}" in line for line in running.log)

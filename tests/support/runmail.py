@@ -5,7 +5,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +23,14 @@ class Runmail:
 
 
 @contextmanager
-def runmail(env: dict[str, str], timeout: float = 60) -> Iterator[Runmail]:
-    """Run runmail with `env` (listeners whose MAIL_<NAME>_PORT is unset are turned off) until the block ends."""
+def runmail(env: dict[str, str], timeout: float = 60,
+            preexec_fn: Callable[[], None] | None = None) -> Iterator[Runmail]:
+    """Run runmail with `env` (listeners whose MAIL_<NAME>_PORT is unset are turned off) until the block ends;
+    `preexec_fn` runs in the child before it starts (to set its limits, say)."""
     env = {**env, **{f"MAIL_{name}_PORT": "0" for name in LISTENERS if f"MAIL_{name}_PORT" not in env}}
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "runmail"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(ROOT / "manage.py"), "runmail"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+        preexec_fn=preexec_fn,
     )
     running = Runmail(process)
     try:
