@@ -186,6 +186,7 @@ MAIL_POP3_PORT = env.int("MAIL_POP3_PORT", default=1110)
 MAIL_POP3S_PORT = env.int("MAIL_POP3S_PORT", default=1995)
 MAIL_TLS_CERT = env("MAIL_TLS_CERT", default="")
 MAIL_TLS_KEY = env("MAIL_TLS_KEY", default="")
+MAIL_TLS_RELOAD_SECONDS = env.float("MAIL_TLS_RELOAD_SECONDS", default=60.0)  # a renewed certificate is served then
 MAIL_MAX_MESSAGE_SIZE = env.int("MAIL_MAX_MESSAGE_SIZE", default=52_428_800)
 MAIL_DEFAULT_QUOTA = env.int("MAIL_DEFAULT_QUOTA", default=0)
 MAIL_STORE_THREADS = env.int("MAIL_STORE_THREADS", default=8)

@@ -32,6 +32,11 @@ class MailConf:
         return [Path(p).resolve() for p in settings.MAIL_IMPORT_DIRS]
 
     @property
+    def tls_reload_seconds(self) -> float:
+        """MAIL_TLS_RELOAD_SECONDS: how often the listeners look for a renewed certificate on disk."""
+        return float(settings.MAIL_TLS_RELOAD_SECONDS)
+
+    @property
     def tls_cert(self) -> str:
         return str(settings.MAIL_TLS_CERT)
 

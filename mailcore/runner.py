@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mailcore.conf import conf
 from mailcore.store import aio
 from mailcore.store.events import hub
-from mailcore.tls import server_context
+from mailcore.tls import server_context, watch_certificates
 
 if TYPE_CHECKING:
     from mailcore.smtp.workers import WorkerPool
@@ -95,7 +95,7 @@ def register_job(job: Job) -> None:
 
 
 def background_jobs() -> list[Job]:
-    jobs: list[Job] = []
+    jobs: list[Job] = [watch_certificates]
     if conf.redis_url:
         jobs.append(hub.redis_bridge)
     if not conf.celery_broker_url:  # embedded mode: deliver outbound mail and run import jobs in this process

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from mailcore.conf import conf
 from mailcore.smtp.listeners import serve
 from mailcore.store import aio, remote
-from mailcore.tls import server_context
+from mailcore.tls import server_context, watch_certificates
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +170,10 @@ async def run_worker(main_fd: int, listening: list[tuple[str, bool, int]]) -> No
     ]
     freeze_startup_objects()
     await main_process.say_ready()
+    watching = loop.create_task(watch_certificates())
     ended = [loop.create_task(stop.wait()), loop.create_task(main_process.closed.wait())]
     await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
-    for task in ended:
+    for task in [*ended, watching]:
         task.cancel()
     for server in servers:
         server.close()

@@ -48,11 +48,12 @@ def test_runmail_runs_the_webmail_outbox_and_the_delivery_and_import_runners_wit
     from mailcore import runner
     from mailcore.delivery.runner import delivery_runner
     from mailcore.importjobs import import_runner
+    from mailcore.tls import watch_certificates
     from webmail.outbox import outbox_runner
 
     settings.CELERY_BROKER_URL = ""
     settings.REDIS_URL = ""
-    assert runner.background_jobs() == [delivery_runner, import_runner, outbox_runner]
+    assert runner.background_jobs() == [watch_certificates, delivery_runner, import_runner, outbox_runner]
 
 
 def test_runmail_raises_its_open_files_limit_to_the_hard_limit(tmp_path):
