@@ -121,7 +121,7 @@ class AccountChangeForm(forms.ModelForm):
 
     class Meta:
         model = Account
-        fields = ("quota_bytes", "active")
+        fields = ("quota_bytes", "recipients_per_hour", "active")
 
     def save(self, commit: bool = True) -> Account:
         account = super().save(commit)

@@ -74,6 +74,10 @@ class Account(models.Model):
     address = models.CharField(max_length=320, unique=True, editable=False, help_text="Lookup key.")
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mail_account")
     quota_bytes = models.BigIntegerField(default=0, help_text="0 means no limit.")
+    recipients_per_hour = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="recipients outside our domains per hour",
+        help_text="How many this account may send to in an hour; empty: MAIL_SUBMISSION_RECIPIENTS_PER_HOUR; "
+                  "0: no limit.")
     used_bytes = models.BigIntegerField(default=0, editable=False)
     # The last UIDVALIDITY handed to a folder of this account; new folders get a
     # larger one, so a name deleted and created again never reuses UIDs.

@@ -24,7 +24,7 @@ from mailcore.delivery.queue import enqueue
 from mailcore.dsnparams import NOTHING_ASKED, Request
 from mailcore.mime import to_crlf
 from mailcore.mime.headers import address_groups, first, unreadable_address_list
-from mailcore.models import OutboundRecipient
+from mailcore.models import Account, OutboundRecipient
 from mailcore.smtp import headers
 from mailcore.smtp.recipients import check_recipient, delivery_address
 from mailcore.smtp.replies import SMTPError
@@ -134,10 +134,12 @@ def submit(
 
 
 def check_sending_limit(account_id: int, remote: int) -> None:
-    """`remote` more recipients outside our domains keep the account within MAIL_SUBMISSION_RECIPIENTS_PER_HOUR
-    (those of its messages queued in the last hour count), else 450 4.7.1 (550 5.7.1 when this message alone
-    has more). A stolen password then sends that much spam an hour, not as much as the server can."""
-    limit = conf.submission_recipients_per_hour
+    """`remote` more recipients outside our domains keep the account within its hourly limit (its own,
+    `Account.recipients_per_hour`, else MAIL_SUBMISSION_RECIPIENTS_PER_HOUR; those of its messages queued in the
+    last hour count), else 450 4.7.1 (550 5.7.1 when this message alone has more). A stolen password then sends
+    that much spam an hour, not as much as the server can."""
+    own = Account.objects.filter(pk=account_id).values_list("recipients_per_hour", flat=True).first()
+    limit = conf.submission_recipients_per_hour if own is None else own
     if not limit:
         return
     if remote > limit:

@@ -45,6 +45,17 @@ def test_admin_refuses_account_in_unhosted_domain(admin_client):
     assert Account.objects.count() == 0
 
 
+def test_admin_sets_an_accounts_own_sending_limit(admin_client, alice):
+    page = admin_client.get(f"/admin/mailcore/account/{alice.pk}/change/").content.decode()
+    assert "Recipients outside our domains per hour" in page
+    response = admin_client.post(
+        f"/admin/mailcore/account/{alice.pk}/change/", {"quota_bytes": 0, "active": "on", "recipients_per_hour": 5000}
+    )
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.recipients_per_hour == 5000
+
+
 def test_admin_sets_a_new_password(admin_client, alice):
     response = admin_client.post(
         f"/admin/mailcore/account/{alice.pk}/change/", {"quota_bytes": 0, "active": "on", "new_password": "new-pw-456"}

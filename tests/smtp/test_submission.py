@@ -113,6 +113,22 @@ def test_another_accounts_mail_does_not_count_and_zero_means_no_limit(smtp_setti
         assert client.sendmail("alice@example.test", [f"r{n}@remote.test" for n in range(5)], MESSAGE) == {}
 
 
+def test_an_accounts_own_limit_replaces_the_default(smtp_settings, submission_port, alice, bob):
+    smtp_settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = 1
+    alice.recipients_per_hour = 0  # no limit for this one (a newsletter account, say)
+    alice.save(update_fields=["recipients_per_hour"])
+    bob.recipients_per_hour = 2
+    bob.save(update_fields=["recipients_per_hour"])
+    with logged_in(submission_port) as client:
+        assert client.sendmail("alice@example.test", [f"r{n}@remote.test" for n in range(3)], MESSAGE) == {}
+    from_bob = MESSAGE.replace(b"Alice <alice@example.test>", b"Bob <bob@example.test>")
+    assert submit(bob.pk, "bob@example.test", ["x@remote.test", "y@remote.test"], from_bob).queued
+    with pytest.raises(SubmissionError) as refused:
+        submit(bob.pk, "bob@example.test", ["z@remote.test"], from_bob)
+    assert refused.value.reply == (
+        "450 4.7.1 Sending limit reached: at most 2 recipients outside our domains an hour; try again later")
+
+
 def test_sender_not_owned_is_553_at_mail_from(submission_port, alice, bob):
     with logged_in(submission_port) as client:
         code, text = client.mail("bob@example.test")
