@@ -143,9 +143,9 @@ class Connection:
         if mail_reply.kind != DELIVERED:
             self._reset()
             return dict.fromkeys(recipients, mail_reply)
-        if self.broken:  # a RCPT was answered 421: the others got that reply too, the session is over
-            return dict(zip(recipients, rcpt_replies, strict=True))
         results = dict(zip(recipients, map(_rcpt_outcome, rcpt_replies), strict=True))
+        if self.broken:  # a RCPT was answered 421: the others got that reply too, the session is over
+            return results
         accepted = [r for r in recipients if results[r].kind == DELIVERED]
         if not accepted:
             self._reset()
