@@ -128,8 +128,8 @@ class MXHandler(BaseHandler):
                 inbound.check_and_prepare, content, sender, session.ip, session.host_name or "", recipients, trace
             )
             if prepared is None:
-                log.info("session %s peer %s: DMARC reject for %s", session.id, session.ip, verdict.from_domain)
-                raise SMTPError(f"550 5.7.1 Message rejected: DMARC policy of {verdict.from_domain} says reject")
+                log.info("session %s peer %s: DMARC reject: %s", session.id, session.ip, verdict.refusal)
+                raise SMTPError(f"550 5.7.1 Message rejected: {verdict.refusal}")
             await aio.run_durable(inbound.deliver_inbound, prepared, sender, recipients, envelope.dsn_request())
         except store.OverQuota:
             raise SMTPError("452 4.2.2 Mailbox full; try again later") from None

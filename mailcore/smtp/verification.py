@@ -23,6 +23,7 @@ from mailcore.smtp.spfcheck import check_spf
 log = logging.getLogger(__name__)
 
 DMARC_PREFIX = "_dmarc"
+MAX_AUTHOR_DOMAINS = 10  # From domains checked in one message; more refuses it like a DMARC reject
 _psl = PublicSuffixList()
 
 
@@ -31,6 +32,7 @@ class Verdict:
     results: list[str] = field(default_factory=list)  # Authentication-Results resinfo items
     reject: bool = False  # the message failed DMARC and the domain's policy is p=reject
     from_domain: str = ""
+    refusal: str = ""  # why, for the 550 5.7.1 reply
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ def verify_message(raw: bytes, mail_from: str, ip: str, helo: str) -> Verdict:
         verdict.results.append("dmarc=none (no From domain)")
         return verdict
     verdict.from_domain = domains[0]
+    if len(domains) > MAX_AUTHOR_DOMAINS:  # each costs DMARC lookups; beyond, one could hide among the many
+        verdict.results.append(f"dmarc=permerror (more than {MAX_AUTHOR_DOMAINS} author domains)")
+        verdict.reject, verdict.refusal = True, f"more than {MAX_AUTHOR_DOMAINS} author domains (RFC 7489 §6.6.1)"
+        return verdict
     spf_domain = identity.rpartition("@")[2].lower() if spf_result == "pass" else ""
     dkim_domains = [d.domain for d in dkim_results if d.result == "pass"]
     for from_domain in domains:  # RFC 7489 §6.6.1: with several author domains, each one's policy applies
@@ -61,6 +67,7 @@ def verify_message(raw: bytes, mail_from: str, ip: str, helo: str) -> Verdict:
         verdict.results.append(f"dmarc={result} header.from={from_domain}")
         if result == "fail" and policy == "reject" and not verdict.reject:
             verdict.reject, verdict.from_domain = True, from_domain
+            verdict.refusal = f"DMARC policy of {from_domain} says reject"
     return verdict
 
 

@@ -124,6 +124,21 @@ def test_dmarc_applies_to_every_domain_a_reader_may_see_as_the_author(mx_port, b
     assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
 
 
+def test_more_than_ten_author_domains_are_refused_unlooked_up(mx_port, bob, dns_server, raw_client):
+    """Each author domain costs DMARC lookups, and one could hide a reject domain among many."""
+    authors = ", ".join(f"a@d{n}.test" for n in range(11))
+    client = raw_client(mx_port)
+    client.command("EHLO mail.phisher.test")
+    client.command("MAIL FROM:<help@phisher.test>")
+    client.command("RCPT TO:<bob@example.test>")
+    client.command("DATA")
+    message = BANK.replace(b"From: The Bank <alerts@bank.test>", f"From: {authors}".encode())
+    assert client.command(message + b".") == (
+        "550 5.7.1 Message rejected: more than 10 author domains (RFC 7489 \u00a76.6.1)")
+    assert not any(name.startswith("_dmarc.") for name, _type in dns_server.queries)
+    assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
+
+
 def test_each_author_domain_gets_its_own_dmarc_result(smtp_settings, servers, bob, dns_server):
     smtp_settings.MAIL_DMARC_REJECT = False
     dns_server.records.update(PHISHER_ZONE)
