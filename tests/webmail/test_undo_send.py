@@ -157,6 +157,14 @@ def test_unknown_local_recipient_is_refused_before_holding(window, alice_client,
     assert not PendingSend.objects.exists()
 
 
+def test_a_message_over_the_sending_limit_is_refused_before_holding(window, alice_client, alice, bob, settings):
+    settings.MAIL_SUBMISSION_RECIPIENTS_PER_HOUR = 1  # the form has two recipients outside our domains
+    response = send(alice_client)
+    assert response.status_code == 400
+    assert b"550 5.7.1 Too many recipients outside our domains: 2, at most 1 an hour" in response.content
+    assert not PendingSend.objects.exists()
+
+
 def test_recipient_gone_at_release_puts_the_message_back_in_drafts(window, alice_client, alice, bob):
     send(alice_client, to="bob@example.test", bcc="")
     bob.delete()

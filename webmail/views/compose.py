@@ -17,7 +17,13 @@ from mailcore.conf import conf
 from mailcore.mime.headers import first, parse_fields, split_header
 from mailcore.smtp.recipients import check_recipient
 from mailcore.smtp.replies import SMTPError
-from mailcore.smtp.submission import SubmissionError, check_from_header, check_sender, submit
+from mailcore.smtp.submission import (
+    SubmissionError,
+    check_from_header,
+    check_sender,
+    check_sending_limit,
+    submit,
+)
 from webmail import compose, outbox
 from webmail.sanitize import sanitize_outgoing
 from webmail.views.common import (
@@ -231,14 +237,18 @@ def _send(request: HttpRequest, draft: compose.Draft, form: dict[str, str]) -> H
 
 
 def _check_submission(account_id: int, sender: str, recipients: list[str], raw: bytes) -> None:
-    """Refuse now what submission would refuse at release (sender, From, unknown or full local mailbox)."""
+    """Refuse now what submission would refuse at release (sender, From, unknown or full local mailbox,
+    the sending limit), while the user still sees the form."""
     check_sender(account_id, sender)
     check_from_header(account_id, raw)
+    remote = 0
     for address in recipients:
         try:
-            check_recipient(address, relay_allowed=True)
+            remote += not check_recipient(address, relay_allowed=True).local
         except SMTPError as err:
             raise SubmissionError(err.reply) from err
+    if remote:
+        check_sending_limit(account_id, remote)
 
 
 @require_GET
