@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailcore import store
 
+from .test_hardening import inbox_count
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MESSAGE = (
@@ -89,15 +91,20 @@ BANK_ZONE = {
 }
 
 
-def test_dmarc_reject_failure_is_550_and_nothing_is_stored(mx_port, bob, dns_server, raw_client):
-    dns_server.records.update(BANK_ZONE)
-    client = raw_client(mx_port)
+def data_reply(client, sender: str, message: bytes) -> str:
+    """The MX's reply to `message` from `sender` to bob, sent over `client` (a raw client, greeted)."""
     client.command("EHLO mail.phisher.test")
-    client.command("MAIL FROM:<alerts@bank.test>")
+    client.command(f"MAIL FROM:<{sender}>")
     client.command("RCPT TO:<bob@example.test>")
     client.command("DATA")
-    assert client.command(BANK + b".") == "550 5.7.1 Message rejected: DMARC policy of bank.test says reject"
-    assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
+    return client.command(message + b".")
+
+
+def test_dmarc_reject_failure_is_550_and_nothing_is_stored(mx_port, bob, dns_server, raw_client):
+    dns_server.records.update(BANK_ZONE)
+    assert data_reply(raw_client(mx_port), "alerts@bank.test", BANK) == (
+        "550 5.7.1 Message rejected: DMARC policy of bank.test says reject")
+    assert inbox_count(bob) == 0
 
 
 PHISHER_ZONE = {**BANK_ZONE, "phisher.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
@@ -114,29 +121,20 @@ def test_dmarc_applies_to_every_domain_a_reader_may_see_as_the_author(mx_port, b
     """The phisher passes DMARC for its own domain (its SPF allows the sending address); the bank's
     domain, in a second From field or in text a mail program may read as the address, fails it."""
     dns_server.records.update(PHISHER_ZONE)
-    client = raw_client(mx_port)
-    client.command("EHLO mail.phisher.test")
-    client.command("MAIL FROM:<help@phisher.test>")
-    client.command("RCPT TO:<bob@example.test>")
-    client.command("DATA")
     message = BANK.replace(b"From: The Bank <alerts@bank.test>", author)
-    assert client.command(message + b".") == "550 5.7.1 Message rejected: DMARC policy of bank.test says reject"
-    assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
+    assert data_reply(raw_client(mx_port), "help@phisher.test", message) == (
+        "550 5.7.1 Message rejected: DMARC policy of bank.test says reject")
+    assert inbox_count(bob) == 0
 
 
 def test_more_than_ten_author_domains_are_refused_unlooked_up(mx_port, bob, dns_server, raw_client):
     """Each author domain costs DMARC lookups, and one could hide a reject domain among many."""
     authors = ", ".join(f"a@d{n}.test" for n in range(11))
-    client = raw_client(mx_port)
-    client.command("EHLO mail.phisher.test")
-    client.command("MAIL FROM:<help@phisher.test>")
-    client.command("RCPT TO:<bob@example.test>")
-    client.command("DATA")
     message = BANK.replace(b"From: The Bank <alerts@bank.test>", f"From: {authors}".encode())
-    assert client.command(message + b".") == (
+    assert data_reply(raw_client(mx_port), "help@phisher.test", message) == (
         "550 5.7.1 Message rejected: more than 10 author domains (RFC 7489 \u00a76.6.1)")
     assert not any(name.startswith("_dmarc.") for name, _type in dns_server.queries)
-    assert store.folder_info(store.get_folder(bob.pk, store.INBOX)).messages == 0
+    assert inbox_count(bob) == 0
 
 
 def test_each_author_domain_gets_its_own_dmarc_result(smtp_settings, servers, bob, dns_server):
