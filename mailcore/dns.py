@@ -188,6 +188,16 @@ def txt(qname: str, res: dns.resolver.Resolver | None = None) -> list[str]:
     return _txt_strings(query(qname, "TXT", res))
 
 
+def tag_list(record: str) -> dict[str, str]:
+    """A TXT record's `tag=value; ...` list (RFC 6376 §3.2: DKIM keys; RFC 7489 §6.4: DMARC), names lowercased."""
+    tags = {}
+    for part in record.split(";"):
+        name, eq, value = part.partition("=")
+        if eq:
+            tags[name.strip().lower()] = value.strip()
+    return tags
+
+
 async def atxt(qname: str) -> list[str]:
     """The asyncio twin of `txt()`."""
     return _txt_strings(await aquery(qname, "TXT"))

@@ -106,22 +106,14 @@ def _found_in_dns(key: DkimKey) -> bool:
     except maildns.DNSError:
         return False
     ours = public_key_b64(key)
-    if not any(_public_key_of(record) == ours for record in records):
+    # The p= tag, base64 that may be folded with whitespace (RFC 6376 §3.6.1).
+    if not any("".join(maildns.tag_list(record).get("p", "").split()) == ours for record in records):
         return False
     key.published_at = timezone.now()
     DkimKey.objects.filter(pk=key.pk).update(published_at=key.published_at)
     _LOOKED_UP.pop(key.pk, None)
     log.info("DKIM key %s found in DNS: it signs %s's mail from now on", key, key.domain)
     return True
-
-
-def _public_key_of(record: str) -> str:
-    """The p= tag of a DKIM key record (RFC 6376 §3.6.1), whitespace removed."""
-    for tag in record.split(";"):
-        name, _, value = tag.partition("=")
-        if name.strip() == "p":
-            return "".join(value.split())
-    return ""
 
 
 def author_domain(data: bytes) -> str | None:

@@ -156,7 +156,7 @@ def dmarc_record(from_domain: str) -> tuple[dict[str, str], bool]:
     org = organizational_domain(from_domain)
     for domain in dict.fromkeys([from_domain, org]):
         for record in _txt_or_empty(f"{DMARC_PREFIX}.{domain}"):
-            tags = parse_tags(record)
+            tags = dns.tag_list(record)
             if tags.get("v") == "DMARC1" and "p" in tags:
                 return tags, domain != from_domain
     return {}, False
@@ -167,15 +167,6 @@ def _txt_or_empty(name: str) -> list[str]:
         return dns.txt(name, dns.checks_resolver())
     except dns.PermanentDNSError:
         return []
-
-
-def parse_tags(record: str) -> dict[str, str]:
-    tags = {}
-    for part in record.split(";"):
-        name, eq, value = part.partition("=")
-        if eq:
-            tags[name.strip().lower()] = value.strip()
-    return tags
 
 
 def check_dmarc(from_domain: str, spf_domain: str, dkim_domains: list[str]) -> tuple[str, str]:
