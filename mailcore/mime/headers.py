@@ -31,17 +31,19 @@ def bytes_to_text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-def split_header(entity: bytes, start: int = 0) -> tuple[int, int]:
-    """Return (end of header block, start of body) for the entity beginning at `start`.
+def split_header(entity: bytes, start: int = 0, end: int | None = None) -> tuple[int, int]:
+    """Return (end of header block, start of body) for the entity `entity[start:end]`.
 
     RFC 5322 §2.1: the header ends at the first empty line. A header with no
-    empty line after it has an empty body.
+    empty line after it has an empty body. Offsets are into `entity`, which is
+    searched in place (a part of a large message is not copied to find its header).
     """
-    if entity.startswith(CRLF, start):
+    end = len(entity) if end is None else end
+    if entity.startswith(CRLF, start, end):
         return start, start + 2
-    blank = entity.find(b"\r\n\r\n", start)
+    blank = entity.find(b"\r\n\r\n", start, end)
     if blank < 0:
-        return len(entity), len(entity)
+        return end, end
     return blank + 2, blank + 4
 
 

@@ -17,6 +17,14 @@ from mailcore.mime.parse import Part, decode_transfer_encoding, part_filename
 
 # The text kept for the search index per message (bodies beyond this are rarely searched).
 MAX_INDEX_TEXT_CHARS = 200_000
+# Octets of a part's encoded body read for that much text: enough for any charset and transfer
+# encoding (quoted-printable 4-octet UTF-8 is about 12.5 octets a character), so a 40 MB text
+# part is not decoded whole to index its beginning.
+INDEX_OCTETS_PER_CHAR = 16
+# Characters of an HTML body read for its text: Python's HTMLParser takes about half a second a
+# megabyte, and a message is indexed when it is delivered.
+MAX_HTML_SCAN_CHARS = 1_000_000
+HTML_FEED_CHARS = 64 * 1024
 SNIPPET_CHARS = 160
 _SPACES = re.compile(r"\s+")
 # Charsets mail writes that Python knows by another name.
@@ -57,6 +65,14 @@ def decoded_body(raw: bytes, part: Part) -> bytes:
     return decode_transfer_encoding(raw[part["body_start"] : part["end"]], part.get("encoding") or "7BIT")
 
 
+def _decoded_beginning(raw: bytes, part: Part, max_octets: int) -> bytes:
+    start, end = part["body_start"], part["end"]
+    if end - start > max_octets:
+        line_end = raw.rfind(b"\r\n", start, start + max_octets)
+        end = line_end if line_end > start else start + max_octets
+    return decode_transfer_encoding(raw[start:end], part.get("encoding") or "7BIT")
+
+
 def charset_of(part: Part) -> str:
     value = dict(part.get("params") or []).get("charset", "us-ascii").strip().lower() or "us-ascii"
     value = _CHARSET_ALIASES.get(value, value)
@@ -66,9 +82,13 @@ def charset_of(part: Part) -> str:
         return "utf-8"
 
 
-def part_text(raw: bytes, part: Part) -> str:
-    """A text part decoded to str; undecodable bytes become U+FFFD, never an exception."""
-    data = decoded_body(raw, part)
+def part_text(raw: bytes, part: Part, max_octets: int | None = None) -> str:
+    """A text part decoded to str; undecodable bytes become U+FFFD, never an exception.
+
+    With `max_octets`, only the beginning of the encoded body is read: its whole lines within
+    that many octets (a base64 quantum is never cut).
+    """
+    data = decoded_body(raw, part) if max_octets is None else _decoded_beginning(raw, part, max_octets)
     charset = charset_of(part)
     if charset == "ascii":  # us-ascii mail often carries 8-bit UTF-8 anyway
         charset = "utf-8"
@@ -149,13 +169,14 @@ class _TextCollector(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.chunks: list[str] = []
+        self.length = 0
         self.skipping = 0
 
     def handle_starttag(self, tag: str, attrs: Any) -> None:
         if tag in self._SKIP:
             self.skipping += 1
         elif tag in ("br", "p", "div", "tr", "li"):
-            self.chunks.append("\n")
+            self._keep("\n")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP and self.skipping:
@@ -163,13 +184,24 @@ class _TextCollector(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self.skipping:
-            self.chunks.append(data)
+            self._keep(data)
+
+    def _keep(self, text: str) -> None:
+        self.chunks.append(text)
+        self.length += len(text)
 
 
-def html_to_text(html: str) -> str:
+def html_to_text(html: str, limit: int | None = None) -> str:
+    """The visible text of `html`; with `limit`, at least that many characters when the document has
+    them, read from at most MAX_HTML_SCAN_CHARS of it (the rest is not parsed)."""
     collector = _TextCollector()
+    if limit is not None:
+        html = html[:MAX_HTML_SCAN_CHARS]
     try:
-        collector.feed(html)
+        for start in range(0, len(html), HTML_FEED_CHARS):
+            collector.feed(html[start : start + HTML_FEED_CHARS])
+            if limit is not None and collector.length >= limit:
+                break
         collector.close()
     except (AssertionError, ValueError):  # HTMLParser on hostile markup
         pass
@@ -177,17 +209,24 @@ def html_to_text(html: str) -> str:
 
 
 def extract_text(raw: bytes, structure: Part, limit: int = MAX_INDEX_TEXT_CHARS) -> str:
-    """The body text of a message for search and snippets: its plain parts, else its HTML as text."""
+    """The body text of a message for search and snippets: its plain parts, else its HTML as text.
+
+    At most `limit` characters, and only as much of the message is decoded as they need: a message
+    of many parts or a very large one costs no more than its first `limit` characters of text.
+    """
     html, texts = display_parts(structure)
-    chunks = []
+    leaves = dict(walk(structure))
+    max_octets = limit * INDEX_OCTETS_PER_CHAR
+    chunks: list[str] = []
+    joined = -1  # the length of "\n".join(chunks)
     for path in texts:
-        part = part_at(structure, path)
-        if part is not None:
-            chunks.append(part_text(raw, part))
+        if joined >= limit:
+            break
+        chunks.append(part_text(raw, leaves[path], max_octets))
+        joined += 1 + len(chunks[-1])
     if not chunks and html:
-        part = part_at(structure, html)
-        if part is not None:
-            chunks.append(html_to_text(part_text(raw, part)))
+        html_octets = MAX_HTML_SCAN_CHARS * INDEX_OCTETS_PER_CHAR  # markup is most of an HTML body
+        chunks.append(html_to_text(part_text(raw, leaves[html], html_octets), limit))
     return "\n".join(chunks)[:limit]
 
 

@@ -69,10 +69,8 @@ def authentication_results(hostname: str, results: Iterable[str]) -> bytes:
     ) + CRLF
 
 
-def _fields(raw: bytes) -> tuple[list[bytes], bytes]:
-    """The header block split into whole fields (with continuation lines), and the rest of the message."""
-    end, _body = split_header(raw)
-    block, rest = raw[:end], raw[end:]
+def _fields(block: bytes) -> list[bytes]:
+    """A header block split into whole fields (with continuation lines)."""
     fields: list[bytes] = []
     lines = block.split(CRLF) if block else []
     if block.endswith(CRLF):
@@ -82,7 +80,7 @@ def _fields(raw: bytes) -> tuple[list[bytes], bytes]:
             fields[-1] += CRLF + line
         else:
             fields.append(line)
-    return fields, rest
+    return fields
 
 
 def _name(field: bytes) -> bytes:
@@ -90,10 +88,14 @@ def _name(field: bytes) -> bytes:
 
 
 def remove_fields(raw: bytes, should_remove: Callable[[bytes, bytes], bool]) -> bytes:
-    """`raw` without the header fields for which `should_remove(name, field)` is true."""
-    fields, rest = _fields(raw)
+    """`raw` without the header fields for which `should_remove(name, field)` is true (`raw` itself,
+    not a copy, when there are none)."""
+    end, _body = split_header(raw)
+    fields = _fields(raw[:end])
     kept = [f for f in fields if not should_remove(_name(f), f)]
-    return b"".join(f + CRLF for f in kept) + rest
+    if len(kept) == len(fields):
+        return raw
+    return b"".join([*(f + CRLF for f in kept), memoryview(raw)[end:]])
 
 
 BLIND_COPY_FIELDS = (b"bcc", b"resent-bcc")
@@ -135,5 +137,5 @@ def add_missing_identity(raw: bytes, hostname: str, when: dt.datetime | None = N
         added += f"Message-ID: <{secrets.token_hex(16)}@{hostname}>".encode() + CRLF
     if not added:
         return raw
-    fields, rest = _fields(raw)
-    return b"".join(f + CRLF for f in fields) + added + rest
+    end, _body = split_header(raw)
+    return b"".join([*(f + CRLF for f in _fields(raw[:end])), added, memoryview(raw)[end:]])

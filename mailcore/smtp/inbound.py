@@ -48,14 +48,14 @@ def prepare_inbound(
     The session runs this in its own thread (or SMTP worker process), so that
     the group commit's one thread has only rows left to write. Raises StorageFailure.
     """
-    data = headers.remove_forged_results(to_crlf(raw), conf.hostname)
-    data = (
-        headers.received(trace, conf.hostname, list(recipients))
-        + headers.authentication_results(conf.hostname, results)
-        + data
-    )
     return_path = headers.return_path(mail_from)
-    return PreparedInbound(store.store_parsed(return_path + data), len(return_path))
+    data = b"".join((  # one copy of a message that may be 50 MB
+        return_path,
+        headers.received(trace, conf.hostname, list(recipients)),
+        headers.authentication_results(conf.hostname, results),
+        headers.remove_forged_results(to_crlf(raw), conf.hostname),
+    ))
+    return PreparedInbound(store.store_parsed(data), len(return_path))
 
 
 def check_and_prepare(

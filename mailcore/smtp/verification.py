@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 DMARC_PREFIX = "_dmarc"
 MAX_AUTHOR_DOMAINS = 10  # From domains checked in one message; more refuses it like a DMARC reject
+# DKIM signatures verified in one message (RFC 6376 §6.1 lets verifiers limit them): each costs a key
+# lookup and a hash of the whole body, so a message with a thousand of them would cost a thousand.
+# Real mail has one to four (author, ESP, mailing list, forwarder).
+MAX_DKIM_SIGNATURES = 8
 _psl = PublicSuffixList()
 
 
@@ -37,9 +41,10 @@ class Verdict:
 
 @dataclass(frozen=True)
 class DkimResult:
-    result: str  # pass, fail, neutral, temperror, permerror (RFC 8601 §2.7.1)
+    result: str  # pass, fail, neutral, policy, temperror, permerror (RFC 8601 §2.7.1)
     domain: str
     selector: str
+    comment: str = ""  # instead of domain and selector, for signatures not verified
 
 
 class _DNSTempFail(Exception):
@@ -78,6 +83,8 @@ def _spf_item(result: str, identity: str, mail_from: str) -> str:
 
 
 def _dkim_item(d: DkimResult) -> str:
+    if d.comment:
+        return f"dkim={d.result} ({d.comment})"
     return f"dkim={d.result} header.d={clean(d.domain)} header.s={clean(d.selector)}"
 
 
@@ -96,11 +103,19 @@ def _dkim_txt(name: bytes, timeout: float = 5) -> bytes | None:
 
 
 def check_dkim(raw: bytes) -> list[DkimResult]:
-    """Verify each DKIM-Signature (RFC 6376 §6); one result per signature."""
+    """Verify each DKIM-Signature (RFC 6376 §6), up to MAX_DKIM_SIGNATURES; one result per signature
+    verified, and one `dkim=policy` for all those beyond."""
     count = sum(1 for name, _value in header_values(raw) if name == "dkim-signature")
+    if not count:
+        return []
+    try:
+        verifier = dkim.DKIM(raw)  # parses the message once, for all of its signatures
+    except dkim.DKIMException as err:  # a header line dkimpy cannot read (no colon, say): nothing can verify
+        log.info("DKIM: message not verifiable: %s", err)
+        return [DkimResult("permerror", "", "", "header cannot be parsed")]
     results = []
-    for index in range(count):
-        verifier = dkim.DKIM(raw)
+    for index in range(min(count, MAX_DKIM_SIGNATURES)):
+        verifier.domain = verifier.selector = b""  # set again by verify() from this signature's d= and s=
         try:
             result = "pass" if verifier.verify(idx=index, dnsfunc=_dkim_txt) else "fail"
         except _DNSTempFail:
@@ -112,6 +127,9 @@ def check_dkim(raw: bytes) -> list[DkimResult]:
             result = "permerror"
         domain, selector = getattr(verifier, "domain", b""), getattr(verifier, "selector", b"")
         results.append(DkimResult(result, _text(domain), _text(selector)))
+    if count > MAX_DKIM_SIGNATURES:
+        skipped = count - MAX_DKIM_SIGNATURES
+        results.append(DkimResult("policy", "", "", f"{skipped} more signatures not verified"))
     return results
 
 

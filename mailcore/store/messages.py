@@ -63,6 +63,7 @@ class StoredBlob:
     data: bytes  # the stored bytes (CRLF line ends)
     digest: str
     parsed: ParsedMessage
+    document: search.SearchDocument  # made here, once, not per recipient inside the transaction
     unsynced: tuple[str, ...] = ()  # paths deliver_stored has fsynced before its rows commit
 
 
@@ -79,7 +80,8 @@ def store_parsed(raw: bytes) -> StoredBlob:
         digest, unsynced = blobs.put_unsynced(data)
     except blobs.BlobError as err:
         raise StorageFailure(str(err)) from err
-    return StoredBlob(data, digest, parse_message(data), unsynced)
+    parsed = parse_message(data)
+    return StoredBlob(data, digest, parsed, search.document_for(data, parsed), unsynced)
 
 
 def deliver(raw: bytes, recipients: Sequence[str], internal_date: dt.datetime | None = None) -> DeliveryReport:
@@ -109,7 +111,7 @@ def deliver_stored(
         for account_id in sorted(targets):
             inbox = sql.FolderKey.by_name(account_id, INBOX)
             try:
-                mailbox_id, uid = _insert(account_id, inbox, blob.data, blob.digest, blob.parsed, when, flags=())
+                mailbox_id, uid = _insert(account_id, inbox, blob, when, flags=())
             except OverQuota:
                 report.over_quota.extend(targets[account_id])
                 continue
@@ -141,10 +143,11 @@ def append(
     """RFC 9051 §6.3.12 APPEND: add a message to a folder; returns APPENDUID data (RFC 4315)."""
     data, digest = store_blob(raw)
     parsed = parse_message(data)
+    blob = StoredBlob(data, digest, parsed, search.document_for(data, parsed))
     with transaction.atomic():
         mailbox = _mailbox(ref)
         when = internal_date or timezone.now()
-        _, uid = _insert(ref.account_id, sql.FolderKey.by_id(mailbox.pk), data, digest, parsed, when, tuple(flags))
+        _, uid = _insert(ref.account_id, sql.FolderKey.by_id(mailbox.pk), blob, when, tuple(flags))
     return Appended(uidvalidity=mailbox.uidvalidity, uid=uid)
 
 
@@ -156,19 +159,14 @@ def _mailbox(ref: FolderRef) -> Mailbox:
 
 
 def _insert(
-    account_id: int,
-    folder: sql.FolderKey,
-    data: bytes,
-    digest: str,
-    parsed: ParsedMessage,
-    when: dt.datetime,
-    flags: tuple[str, ...],
+    account_id: int, folder: sql.FolderKey, blob: StoredBlob, when: dt.datetime, flags: tuple[str, ...]
 ) -> tuple[int, int]:
-    """Insert one message row (inside the caller's transaction); return (mailbox id, UID).
+    """Insert one message row for a stored blob (inside the caller's transaction); return (mailbox id, UID).
 
     Lock order as everywhere: the account row (quota), then the folder row (UIDs).
     """
-    size = len(data)
+    parsed = blob.parsed
+    size = len(blob.data)
     _charge_quota(account_id, size)
     thread_id = _thread_of(account_id, parsed)
     system, keywords = _initial_flags(flags)
@@ -178,14 +176,14 @@ def _insert(
     mailbox_id, uid, modseq = allocated
     row_id = sql.insert_message({
         "mailbox_id": mailbox_id, "uid": uid, "modseq": modseq, **system, "keywords": keywords,
-        "internal_date": when, "size": size, "blob": digest, "envelope": parsed.envelope,
+        "internal_date": when, "size": size, "blob": blob.digest, "envelope": parsed.envelope,
         "bodystructure": parsed.bodystructure, "subject": parsed.subject, "sender": parsed.sender,
         "sent_date": parsed.sent_date, "message_id": parsed.message_id, "thread_id": thread_id,
         "has_attachments": parsed.has_attachments,
     })
     if thread_id is None:
         sql.start_own_thread(row_id)
-    search.index_message(row_id, data, parsed)
+    search.index_document(row_id, blob.document)
     _notify(NEW, account_id, mailbox_id, modseq, (uid,))
     return mailbox_id, uid
 

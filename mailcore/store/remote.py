@@ -49,8 +49,11 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
 
 
 def _write_frame(writer: asyncio.StreamWriter, value: Any) -> None:
+    """One frame, written whole before any other (no await in between); the length apart from the
+    pickle, which may hold a 50 MB message, so that it is not copied once more to be joined."""
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    writer.write(_LENGTH.pack(len(data)) + data)
+    writer.write(_LENGTH.pack(len(data)))
+    writer.write(data)
 
 
 # The worker's side --------------------------------------------------------------------------

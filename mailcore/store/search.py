@@ -184,9 +184,9 @@ def backend() -> SearchBackend:
     return PostgresFullText() if connection.vendor == "postgresql" else SqliteFts5()
 
 
-def index_message(message_id: int, raw: bytes, parsed: ParsedMessage) -> None:
-    """Called by the store when it inserts a message row."""
-    backend().add(message_id, document_for(raw, parsed))
+def index_document(message_id: int, document: SearchDocument) -> None:
+    """Called by the store when it inserts a message row (`document_for` made the document before)."""
+    backend().add(message_id, document)
 
 
 def index_copies(pairs: Iterable[tuple[int, int]]) -> None:

@@ -84,6 +84,42 @@ def test_a_broken_dkim_signature_fails_but_aligned_spf_passes_dmarc(mx_port, bob
     ]
 
 
+def test_a_signed_message_with_a_header_line_dkim_cannot_read_is_a_permerror(mx_port, bob, dns_server, dkim_key):
+    """A line with no colon in the header (old mailers write them; RFC 5322 §2.2 does not allow it):
+    dkimpy cannot parse the message, so no signature can verify, and the message is still taken."""
+    private, public_record = dkim_key
+    dns_server.records.update({
+        "remote.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
+        "sel1._domainkey.remote.test": {"TXT": [public_record]},
+    })
+    message = MESSAGE.replace(b"Subject: signed\r\n", b"Subject: signed\r\nX-Mailer Old Mailer 1.0\r\n")
+    signature = dkim.sign(MESSAGE, b"sel1", b"remote.test", private, include_headers=[b"from", b"to", b"subject"])
+    send(mx_port, "carol@remote.test", signature + message)
+    assert authentication_results(bob) == [
+        b"spf=pass smtp.mailfrom=carol@remote.test",
+        b"dkim=permerror (header cannot be parsed)",
+        b"dmarc=none header.from=remote.test",
+    ]
+
+
+def test_signatures_beyond_eight_are_not_verified(mx_port, bob, dns_server, dkim_key):
+    """RFC 6376 §6.1 lets a verifier limit the signatures it verifies: each costs a key lookup and a hash
+    of the whole body. The first eight are verified; one `dkim=policy` item stands for the rest."""
+    private, public_record = dkim_key
+    dns_server.records.update({f"sel{n}._domainkey.remote.test": {"TXT": [public_record]} for n in range(10)})
+    signatures = b"".join(
+        dkim.sign(MESSAGE, f"sel{n}".encode(), b"remote.test", private, include_headers=[b"from"]) for n in range(10)
+    )
+    send(mx_port, "carol@remote.test", signatures + MESSAGE)
+    items = authentication_results(bob)
+    assert items[1:10] == [  # in header order, from the top
+        *(f"dkim=pass header.d=remote.test header.s=sel{n}".encode() for n in range(8)),
+        b"dkim=policy (2 more signatures not verified)",
+    ]
+    looked_up = {name for name, _type in dns_server.queries if "._domainkey." in name}
+    assert looked_up == {f"sel{n}._domainkey.remote.test" for n in range(8)}
+
+
 BANK = b"From: The Bank <alerts@bank.test>\r\nTo: bob@example.test\r\nSubject: urgent\r\n\r\nClick.\r\n"
 BANK_ZONE = {
     "bank.test": {"TXT": ["v=spf1 ip4:192.0.2.1 -all"]},

@@ -6,8 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailcore.mime import decode_transfer_encoding, parse_message, to_crlf
+from mailcore.mime import parse as parse_module
+from mailcore.mime import text as text_module
 from mailcore.mime.parse import part_filename
-from mailcore.mime.text import snippet
+from mailcore.mime.text import extract_text, html_to_text, part_text, snippet
+from mailcore.mime.text import walk as leaves
 from tests.conftest import CORPUS_DIR, corpus_files
 
 
@@ -219,3 +222,116 @@ def test_every_corpus_from_field_is_readable_but_the_one_with_two_bare_addresses
         end, _ = split_header(raw)
         unreadable += [value for name, value in parse_fields(raw[:end]) if name == "from" and unreadable_address_list(value)]
     assert unreadable == ["tim@powerupdev.com concierge@powerupdev.com"]
+
+
+# Large and many-part messages: the fast forms against their definitions ---------------------
+
+
+def boundary_spans_by_lines(raw, start, end, boundary):
+    """RFC 2046 §5.1.1 read line by line: the definition `_boundary_spans` finds with bytes.find."""
+    delimiter = b"--" + boundary.encode()
+    spans, part_start, position = [], None, start
+    while position <= end:
+        line_end = raw.find(b"\r\n", position, end)
+        line_end = end if line_end < 0 else line_end
+        line = raw[position:line_end].rstrip(b" \t")
+        if line.startswith(delimiter) and line[len(delimiter):] in (b"", b"--"):
+            if part_start is not None:
+                spans.append((part_start, max(part_start, position - 2)))
+            if line.endswith(b"--") and line != delimiter:
+                return spans
+            part_start = min(line_end + 2, end)
+        position = line_end + 2
+    if part_start is not None:
+        spans.append((part_start, end))
+    return spans
+
+
+_BODY_PIECES = st.lists(st.sampled_from([b"--b", b"--b--", b"--bx", b"--b  ", b"-", b"b", b"\r\n", b"\r", b"\n",
+                                         b" ", b"x", b"--", b"\r\n--b\r\n", b"\r\n--b--"]), max_size=40)
+
+
+@given(_BODY_PIECES.map(b"".join), st.integers(min_value=0, max_value=3), st.integers(min_value=0, max_value=3))
+def test_boundary_search_finds_what_reading_every_line_finds(body, cut_start, cut_end):
+    raw = b"xx\r\n" + body + b"\r\nyy"
+    start, end = min(cut_start, len(raw)), max(min(cut_start, len(raw)), len(raw) - cut_end)
+    assert parse_module._boundary_spans(raw, start, end, "b") == boundary_spans_by_lines(raw, start, end, "b")
+
+
+def test_a_part_of_a_large_message_is_not_copied_to_find_its_header():
+    """split_header searches entity[start:end] in place; the offsets are the slice's, moved by start."""
+    first, second, third = b"A: 1\r\n\r\nfirst", b"B: 2\r\n\r\nsecond", b"C: 3 no blank line"
+    raw = first + second + third
+    start, end = len(first), len(first) + len(second)
+    assert parse_module.split_header(raw, start, end) == (start + 6, start + 8)
+    assert parse_module.split_header(raw, end) == (len(raw), len(raw))  # no blank line: all header
+    assert parse_module.split_header(raw, 0, len(first)) == (6, 8)
+    assert parse_module.split_header(raw, start, start + 5) == (start + 5, start + 5)  # its blank line is beyond
+
+
+def test_text_already_crlf_is_not_copied():
+    raw = b"Subject: x\r\n\r\nline\r\n" * 3
+    assert to_crlf(raw) is raw
+
+
+def many_text_parts(texts, encoding="8bit", charset="utf-8", subtype="plain"):
+    def encode(text):
+        data = text.encode(charset)
+        if encoding == "base64":
+            import base64
+            data = base64.encodebytes(data)
+        elif encoding == "quoted-printable":
+            import quopri
+            data = quopri.encodestring(data)
+        return to_crlf(data)
+    parts = [b"--b\r\nContent-Type: text/%s; charset=%s\r\nContent-Transfer-Encoding: %s\r\n\r\n%s\r\n"
+             % (subtype.encode(), charset.encode(), encoding.encode(), encode(text)) for text in texts]
+    return b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"".join(parts) + b"--b--\r\n"
+
+
+def extract_text_by_definition(raw, structure, limit):
+    """Every display part decoded whole, then cut: what extract_text gives while reading only what it needs."""
+    html, texts = text_module.display_parts(structure)
+    parts = dict(leaves(structure))
+    chunks = [part_text(raw, parts[path]) for path in texts]
+    if not chunks and html:
+        chunks.append(html_to_text(part_text(raw, parts[html])))
+    return "\n".join(chunks)[:limit]
+
+
+_TEXT = st.text(st.sampled_from("ab é€😀\n=."), max_size=300)
+
+
+@given(st.lists(_TEXT, min_size=1, max_size=6), st.sampled_from(["8bit", "base64", "quoted-printable"]),
+       st.sampled_from(["utf-8", "utf-16", "iso-8859-15"]), st.sampled_from(["plain", "html"]),
+       st.integers(min_value=1, max_value=400))
+def test_extract_text_reads_only_what_its_limit_needs_and_gives_what_decoding_everything_gives(
+        texts, encoding, charset, subtype, limit):
+    if charset == "iso-8859-15":
+        texts = [t.replace("😀", "") for t in texts]
+    raw = many_text_parts(texts, encoding, charset, subtype)
+    structure = parse_message(raw).bodystructure
+    assert extract_text(raw, structure, limit) == extract_text_by_definition(raw, structure, limit)
+
+
+@given(st.lists(st.sampled_from(["<p>", "</p>", "word ", "<b>x</b>", "&amp;", "&eacute;", "<script>no</script>",
+                                 "<br>", "<!-- c -->", "<a href='x'>link</a>", "\n"]), max_size=80).map("".join),
+       st.integers(min_value=1, max_value=200))
+def test_html_to_text_fed_in_pieces_up_to_a_limit_gives_the_whole_documents_text(html, limit):
+    original, text_module.HTML_FEED_CHARS = text_module.HTML_FEED_CHARS, 7  # many piece boundaries
+    try:
+        assert html_to_text(html, limit)[:limit] == html_to_text(html)[:limit]
+    finally:
+        text_module.HTML_FEED_CHARS = original
+
+
+def test_the_text_of_a_message_of_ten_thousand_parts_is_its_parts_text():
+    raw = many_text_parts([f"part{n}" for n in range(10_000)])
+    text = extract_text(raw, parse_message(raw).bodystructure)
+    assert text.split("\n") == [f"part{n}" for n in range(10_000)]
+
+
+def test_only_the_beginning_of_a_large_html_body_is_read_for_its_text():
+    html = "<p>" + "word " * 300_000 + "</p>"  # 1.5 million characters
+    assert html_to_text(html, limit=10).split()[:2] == ["word", "word"]
+    assert len(html_to_text(html, limit=10)) < len(html_to_text(html)) / 10
