@@ -51,19 +51,19 @@ def parse_fields(block: bytes) -> list[tuple[str, str]]:
     """Unfold a header block into (lowercased name, raw value) pairs, in order.
 
     Lines that are not fields (no colon, bad name) are skipped, as RFC 5322 §3.6
-    leaves them undefined and readers commonly do.
+    leaves them undefined and readers commonly do. A field's lines are joined once
+    (a field folded over 40,000 lines cost seconds when each line was added to a copy).
     """
-    fields: list[tuple[str, str]] = []
+    unfolded: list[tuple[str, list[str]]] = []
     for line in block.split(CRLF):
-        if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + " " + bytes_to_text(line.strip()))
+        if line[:1] in (b" ", b"\t") and unfolded:
+            unfolded[-1][1].append(bytes_to_text(line.strip()))
             continue
         raw_name, colon, raw_value = line.partition(b":")
         raw_name = raw_name.rstrip()
         if colon and _FIELD_NAME.match(raw_name):
-            fields.append((raw_name.decode("ascii").lower(), bytes_to_text(raw_value.strip())))
-    return fields
+            unfolded.append((raw_name.decode("ascii").lower(), [bytes_to_text(raw_value.strip())]))
+    return [(name, " ".join(pieces)) for name, pieces in unfolded]
 
 
 def first(fields: list[tuple[str, str]], name: str) -> str | None:
@@ -164,17 +164,18 @@ def _simple_address_list(value: str) -> list[tuple[str, str, str]] | None:
 def raw_fields(block: bytes) -> list[tuple[str, bytes]]:
     """A header block as (lowercased name, raw bytes of the field with its folded lines and CRLFs).
 
-    For IMAP BODY[HEADER.FIELDS (...)] (RFC 9051 §6.4.5), which returns fields exactly as stored.
+    For IMAP BODY[HEADER.FIELDS (...)] (RFC 9051 §6.4.5), which returns fields exactly as stored, and
+    for the SMTP servers' removals. Lines that are not fields come as fields named "". Each field's
+    lines are joined once.
     """
-    fields: list[tuple[str, bytes]] = []
+    fields: list[tuple[str, list[bytes]]] = []
     for line in block.split(CRLF)[:-1] if block.endswith(CRLF) else block.split(CRLF):
         if line[:1] in (b" ", b"\t") and fields:
-            name, raw = fields[-1]
-            fields[-1] = (name, raw + line + CRLF)
+            fields[-1][1].append(line)
             continue
         raw_name, colon, _ = line.partition(b":")
         if colon and _FIELD_NAME.match(raw_name.rstrip()):
-            fields.append((raw_name.rstrip().decode("ascii").lower(), line + CRLF))
+            fields.append((raw_name.rstrip().decode("ascii").lower(), [line]))
         elif line:
-            fields.append(("", line + CRLF))
-    return fields
+            fields.append(("", [line]))
+    return [(name, CRLF.join(lines) + CRLF) for name, lines in fields]

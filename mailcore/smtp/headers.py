@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from mailcore.mime.headers import first, parse_fields, split_header
+from mailcore.mime.headers import first, parse_fields, raw_fields, split_header
 
 CRLF = b"\r\n"
 MAX_HELO_ECHO = 255  # a client's EHLO name copied into Received, cut to a domain's length
@@ -69,36 +69,18 @@ def authentication_results(hostname: str, results: Iterable[str]) -> bytes:
     ) + CRLF
 
 
-def _fields(block: bytes) -> list[bytes]:
-    """A header block split into whole fields (with continuation lines)."""
-    fields: list[bytes] = []
-    lines = block.split(CRLF) if block else []
-    if block.endswith(CRLF):
-        lines.pop()
-    for line in lines:
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += CRLF + line
-        else:
-            fields.append(line)
-    return fields
-
-
-def _name(field: bytes) -> bytes:
-    return field.partition(b":")[0].strip().lower()
-
-
-def remove_fields(raw: bytes, should_remove: Callable[[bytes, bytes], bool]) -> bytes:
-    """`raw` without the header fields for which `should_remove(name, field)` is true (`raw` itself,
-    not a copy, when there are none)."""
+def remove_fields(raw: bytes, should_remove: Callable[[str, bytes], bool]) -> bytes:
+    """`raw` without the header fields for which `should_remove(lowercased name, field)` is true (`raw`
+    itself, not a copy, when there are none)."""
     end, _body = split_header(raw)
-    fields = _fields(raw[:end])
-    kept = [f for f in fields if not should_remove(_name(f), f)]
+    fields = raw_fields(raw[:end])
+    kept = [field for name, field in fields if not should_remove(name, field)]
     if len(kept) == len(fields):
         return raw
-    return b"".join([*(f + CRLF for f in kept), memoryview(raw)[end:]])
+    return b"".join([*kept, memoryview(raw)[end:]])
 
 
-BLIND_COPY_FIELDS = (b"bcc", b"resent-bcc")
+BLIND_COPY_FIELDS = ("bcc", "resent-bcc")
 
 
 def remove_blind_copies(raw: bytes) -> bytes:
@@ -111,10 +93,10 @@ def remove_forged_results(raw: bytes, hostname: str) -> bytes:
     """RFC 8601 §5: delete Authentication-Results that claim our authserv-id (and stale Return-Path)."""
     ours = hostname.lower().encode()
 
-    def forged(name: bytes, field: bytes) -> bool:
-        if name == b"return-path":
+    def forged(name: str, field: bytes) -> bool:
+        if name == "return-path":
             return True
-        if name != b"authentication-results":
+        if name != "authentication-results":
             return False
         match = _AUTHSERV_ID.match(field.partition(b":")[2])
         return bool(match and match.group(1).lower() == ours)
@@ -138,4 +120,4 @@ def add_missing_identity(raw: bytes, hostname: str, when: dt.datetime | None = N
     if not added:
         return raw
     end, _body = split_header(raw)
-    return b"".join([*(f + CRLF for f in _fields(raw[:end])), added, memoryview(raw)[end:]])
+    return b"".join([*(field for _name, field in raw_fields(raw[:end])), added, memoryview(raw)[end:]])

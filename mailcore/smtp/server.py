@@ -24,6 +24,7 @@ from mailcore import connlimits, dsnparams, logs, metrics
 from mailcore.address import ASCII_DOT_ATOM
 from mailcore.auth import AuthenticatedUser
 from mailcore.conf import conf
+from mailcore.mime.headers import split_header
 from mailcore.smtp.replies import SMTPError, is_bad_command, with_enhanced_code
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ BARE_LINE_END = (
     "550 5.5.2 Message refused: bare CR or LF in message data (RFC 5321 §2.3.8 requires CRLF); closing"
 )
 TOO_MUCH_DATA = "552 5.3.4 Message exceeds the maximum size of {limit} octets"
+# The header section's limit (Exim's header_maxsize default): real headers are tens of kilobytes; a
+# larger one is made to cost receivers work (every reader of it unfolds it; dkimpy in quadratic time).
+MAX_HEADER_OCTETS = 1024 * 1024
+HEADER_TOO_LARGE = f"552 5.3.4 Message header exceeds the maximum size of {MAX_HEADER_OCTETS} octets"
 
 # The usual MAIL/RCPT path, `<local@domain>` with ASCII dot-atoms (RFC 5321 §4.1.2), read without
 # the full RFC 5322 parser; what follows `>` is returned as aiosmtpd's parser returns it (blanks
@@ -132,6 +137,13 @@ def read_dsn_parameters(read: Callable[..., R], *args: Any) -> R:
         return read(*args)
     except dsnparams.ParameterError as err:
         raise SMTPError(f"501 5.5.4 {err}") from None
+
+
+def header_too_large(content: bytes) -> bool:
+    """Whether the header section (up to the first empty line, RFC 5322 §2.1) is over MAX_HEADER_OCTETS;
+    only that much of the message is searched."""
+    header_end, _body = split_header(content, 0, min(len(content), MAX_HEADER_OCTETS + 4))
+    return header_end > MAX_HEADER_OCTETS
 
 
 def sanitize(text: str) -> str:
@@ -470,6 +482,8 @@ class SMTPServer(SMTP):
         try:
             content = await reading
             self.envelope.content = self.envelope.original_content = content
+            if header_too_large(content):
+                raise SMTPError(HEADER_TOO_LARGE)
             status = await self._call_handler_hook("DATA")
             self._transaction_done(status)
         except SMTPError as err:

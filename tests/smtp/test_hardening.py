@@ -1,6 +1,8 @@
 """Malformed and hostile input, sent as exact bytes: smuggling, STARTTLS injection, limits, timeouts."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from mailcore import store
@@ -90,6 +92,53 @@ def test_a_very_long_data_line_split_before_a_dot_does_not_end_data(mx_port, bob
     client.send(b"x" * 1001 + b".\r\n" + SMUGGLED + b".\r\n")
     assert client.reply() == "500 5.5.2 Line too long (RFC 5321 §4.5.3.1.6 allows 1000 octets)"
     assert client.command("NOOP") == "250 2.0.0 OK"
+    assert inbox_count(bob) == 0
+
+
+def folded_header(octets: int) -> bytes:
+    """A header section of exactly `octets`, its lines' CRLFs counted and the empty line after it not:
+    a Subject folded over short lines, then one field that takes up the rest."""
+    head = b"From: carol@remote.test\r\nSubject: x\r\n"
+    rest = octets - len(head)
+    last = b"X: " + b"z" * (1 + (rest - 6) % 4) + b"\r\n"
+    header = head + b" y\r\n" * ((rest - len(last)) // 4) + last
+    assert len(header) == octets
+    return header
+
+
+@pytest.mark.parametrize("port", ["mx_port", "submission_port"])
+def test_a_header_over_1_mb_is_552_after_the_end_and_nothing_is_stored(request, servers, bob, raw_client, port):
+    # `servers` first, so that its listeners outlive the raw client's connection at teardown
+    """Exim's header_maxsize: a header made to cost every reader of it work (it is unfolded by each)."""
+    client = raw_client(request.getfixturevalue(port))
+    if port == "mx_port":
+        open_data(client)
+    else:
+        client.command("EHLO client.example.test")
+        login = base64.b64encode(b"\0bob@example.test\0bob-secret-pw").decode()
+        assert client.command(f"AUTH PLAIN {login}") == "235 2.7.0 Authentication successful"
+        client.command("MAIL FROM:<bob@example.test>")
+        client.command("RCPT TO:<bob@example.test>")
+        client.command("DATA")
+    client.send(folded_header(1024 * 1024 + 1) + b"\r\nbody\r\n.\r\n")
+    assert client.reply() == "552 5.3.4 Message header exceeds the maximum size of 1048576 octets"
+    assert client.command("NOOP") == "250 2.0.0 OK"
+    assert inbox_count(bob) == 0
+
+
+def test_a_header_of_1_mb_is_accepted(mx_port, bob, raw_client):
+    client = raw_client(mx_port)
+    open_data(client)
+    client.send(folded_header(1024 * 1024) + b"\r\nbody\r\n.\r\n")
+    assert client.reply().startswith("250 2.0.0 Message accepted for delivery")
+    assert inbox_count(bob) == 1
+
+
+def test_a_message_with_no_empty_line_is_all_header_and_over_1_mb_is_552(mx_port, bob, raw_client):
+    client = raw_client(mx_port)
+    open_data(client)
+    client.send(b"Subject: no body\r\n" + b"line of text\r\n" * 90_000 + b".\r\n")
+    assert client.reply() == "552 5.3.4 Message header exceeds the maximum size of 1048576 octets"
     assert inbox_count(bob) == 0
 
 

@@ -57,3 +57,15 @@ def test_a_large_part_before_many_small_ones(mx_port, bob):
     assert [stored[p["body_start"] : p["end"]] for p in parts[1:]] == [f"small{n}".encode() for n in range(200)]
     # the index keeps a message's first 200,000 characters of text: the large part's
     assert (found(bob, "first"), found(bob, "small199")) == (1, 0)
+
+
+def test_a_subject_folded_over_forty_thousand_lines(mx_port, bob):
+    """Each folded line was added to a copy of the field so far (seconds for this one 280 KB header,
+    in every reader of it: the parse, the trace fields' removals, the search document)."""
+    message = (b"From: carol@remote.test\r\nSubject: start\r\n"
+               + b" of a long subject\r\n" * 40_000 + b"\r\nbody\r\n")
+    send(mx_port, message)
+    ref, uid = only_message(bob)
+    assert store.read_message(ref, uid).endswith(message)
+    [info] = store.fetch(ref, [uid])
+    assert info.subject == ("start" + " of a long subject" * 40_000)[:998]
