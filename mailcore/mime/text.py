@@ -68,8 +68,8 @@ def decoded_body(raw: bytes, part: Part) -> bytes:
 def _decoded_beginning(raw: bytes, part: Part, max_octets: int) -> bytes:
     start, end = part["body_start"], part["end"]
     if end - start > max_octets:
-        line_end = raw.rfind(b"\r\n", start, start + max_octets)
-        end = line_end if line_end > start else start + max_octets
+        line_end = raw.find(b"\r\n", start + max_octets, end)
+        end = end if line_end < 0 else line_end
     return decode_transfer_encoding(raw[start:end], part.get("encoding") or "7BIT")
 
 
@@ -85,8 +85,8 @@ def charset_of(part: Part) -> str:
 def part_text(raw: bytes, part: Part, max_octets: int | None = None) -> str:
     """A text part decoded to str; undecodable bytes become U+FFFD, never an exception.
 
-    With `max_octets`, only the beginning of the encoded body is read: its whole lines within
-    that many octets (a base64 quantum is never cut).
+    With `max_octets`, only the beginning of the encoded body is read: at least that many octets,
+    up to the end of a line (a base64 quantum is not cut).
     """
     data = decoded_body(raw, part) if max_octets is None else _decoded_beginning(raw, part, max_octets)
     charset = charset_of(part)

@@ -335,3 +335,66 @@ def test_only_the_beginning_of_a_large_html_body_is_read_for_its_text():
     html = "<p>" + "word " * 300_000 + "</p>"  # 1.5 million characters
     assert html_to_text(html, limit=10).split()[:2] == ["word", "word"]
     assert len(html_to_text(html, limit=10)) < len(html_to_text(html)) / 10
+
+
+# Well-formed elements of an address list, with what makes cutting it at commas hard: commas in quoted
+# display names, comments, encoded words, domain literals, source routes and groups.
+_ADDRESS_ELEMENTS = st.sampled_from([
+    "b@c.test", "<e@f.test>", '"x, y" <e@f.test>', "Name (c, d) <a@b.test>", "a@b.test (comment, with (nested, one))",
+    "=?utf-8?q?J=C3=B6rg=2C_x?= <j@x.test>", "=?utf-8?b?SsO2cmcsIHk=?= <j@x.test>", "x@[1.2.3.4]", '"a\\"b, c" <q@r.test>',
+    "g: h@i.test, j@k.test;", "empty group:;", "<@r.test,@s.test:l@m.test>", '"quoted, local"@d.test', "é <u@v.test>",
+    "Who =?utf-8?q?=E2=82=AC,?= <w@x.test>",
+])
+
+
+@given(st.lists(_ADDRESS_ELEMENTS, min_size=1, max_size=12), st.integers(min_value=1, max_value=3))
+def test_an_address_list_read_in_batches_of_elements_reads_as_the_whole(elements, batch):
+    """A long list is given to the stdlib parser some elements at a time (it copies the rest of the header for
+    each token it reads); cut at the commas between elements, a list of well-formed elements reads the same."""
+    from mailcore.mime import headers
+
+    value = ", ".join(elements)
+    assert headers._top_level_elements(value) == [elements[0], *(" " + e for e in elements[1:])]
+    try:
+        _full_parser_groups(value)
+    except Exception:  # noqa: BLE001 - the stdlib gives up on some lists ("g:; , a@b"): the batches read more
+        return
+    original = headers.ADDRESS_BATCH, headers.BATCHED_FROM
+    headers.ADDRESS_BATCH, headers.BATCHED_FROM = batch, 0
+    try:
+        assert headers.address_groups(value) == headers._parsed_address_list(value)  # the whole list at once
+    finally:
+        headers.ADDRESS_BATCH, headers.BATCHED_FROM = original
+
+
+@given(st.text(alphabet='ab .,<>@"\\()=?:;[]\t', max_size=60))
+def test_a_long_address_list_of_any_text_reads_in_batches_without_an_exception(value):
+    from mailcore.mime import headers
+
+    original = headers.ADDRESS_BATCH, headers.BATCHED_FROM
+    headers.ADDRESS_BATCH, headers.BATCHED_FROM = 2, 0
+    try:
+        assert isinstance(headers.address_groups(value), list)
+    finally:
+        headers.ADDRESS_BATCH, headers.BATCHED_FROM = original
+
+
+def test_the_address_lists_of_the_corpus_read_in_batches_as_the_whole():
+    from mailcore.mime import headers
+
+    original = headers.ADDRESS_BATCH, headers.BATCHED_FROM
+    headers.ADDRESS_BATCH, headers.BATCHED_FROM = 1, 0
+    try:
+        for value in _corpus_address_values():
+            assert headers.address_groups(value) == headers._parsed_address_list(value), value
+    finally:
+        headers.ADDRESS_BATCH, headers.BATCHED_FROM = original
+
+
+def test_only_the_first_64_kib_of_a_header_value_is_decoded_for_display():
+    from mailcore.mime.headers import MAX_DECODED_CHARS, decode_words
+
+    value = " ".join(f"=?utf-8?q?w=C3=B6rd{n}?=" for n in range(40_000))  # about 1 MB
+    decoded = decode_words(value)
+    assert decoded.startswith("wörd0wörd1wörd2")  # RFC 2047 §6.2: space between encoded words is dropped
+    assert decoded == decode_words(value[:MAX_DECODED_CHARS])
