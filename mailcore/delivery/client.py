@@ -33,8 +33,13 @@ def wire_data(data: bytes) -> bytes:
     RFC 5321 §4.5.2: "Before sending a line of mail text, the SMTP client checks
     the first character of the line. If it is a period, one additional period is
     inserted at the beginning of the line." Bare CRs count as line ends, so a
-    "." after one is stuffed too.
+    "." after one is stuffed too. Data whose line ends are all CRLF (what our
+    store keeps) is stuffed by one replace, not cut into a list of lines (for a
+    50 MB message that list alone was twice its size).
     """
+    if data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
+        stuffed = (b"." if data.startswith(b".") else b"") + data.replace(b"\r\n.", b"\r\n..")
+        return stuffed + (b"\r\n.\r\n" if stuffed and not stuffed.endswith(b"\r\n") else b".\r\n")
     lines = _ANY_LINE_END.split(data)
     if lines and lines[-1] == b"":
         lines.pop()

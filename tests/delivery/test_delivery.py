@@ -4,8 +4,12 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 
+import re
+
 import dkim
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailcore import store
 from mailcore.delivery import claims, queue, worker
@@ -367,3 +371,17 @@ def test_tls_required_defers_when_the_receiver_has_no_starttls(remote, settings)
 
 def test_lines_starting_with_a_dot_after_a_bare_cr_are_stuffed_on_the_wire():
     assert wire_data(b"a\r.b\r\n.\r\nc\n.d") == b"a\r\n..b\r\n..\r\nc\r\n..d\r\n.\r\n"
+
+
+def wire_data_by_lines(data: bytes) -> bytes:
+    """RFC 5321 §4.5.2 line by line (CR, LF and CRLF each end a line): the definition wire_data's one-replace
+    form for CRLF-only data must agree with."""
+    lines = re.split(rb"\r\n|\r|\n", data)
+    if lines[-1] == b"":
+        lines.pop()
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines) + b".\r\n"
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"..", b"\r\n", b"\r", b"\n", b" ", b".\r\n"]), max_size=40).map(b"".join))
+def test_wire_data_stuffs_every_line_as_reading_line_by_line_does(data):
+    assert wire_data(data) == wire_data_by_lines(data)
