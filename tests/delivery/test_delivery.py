@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import ssl
-
 import re
+import ssl
 
 import dkim
 import pytest
