@@ -38,8 +38,8 @@ def wire_data(data: bytes) -> bytes:
     50 MB message that list alone was twice its size).
     """
     if data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
-        stuffed = (b"." if data.startswith(b".") else b"") + data.replace(b"\r\n.", b"\r\n..")
-        return stuffed + (b"\r\n.\r\n" if stuffed and not stuffed.endswith(b"\r\n") else b".\r\n")
+        body = (b"." if data.startswith(b".") else b"") + data.replace(b"\r\n.", b"\r\n..")
+        return body + (b"\r\n.\r\n" if body and not body.endswith(b"\r\n") else b".\r\n")
     lines = _ANY_LINE_END.split(data)
     if lines and lines[-1] == b"":
         lines.pop()
