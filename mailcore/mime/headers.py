@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import string
 from email.header import decode_header, make_header
 from email.policy import default as default_policy
 
@@ -174,8 +175,8 @@ def _encoded_word_end(value: str, start: int) -> int:
     if close < 0:
         return start + 2
     after = close + 2
-    if value[after : after + 2].isalnum() and all(c in "0123456789abcdefABCDEF" for c in value[after : after + 2]) \
-            and value.count("?", start + 2, close) < 2:
+    escape = value[after : after + 2]
+    if len(escape) == 2 and all(c in string.hexdigits for c in escape) and value.count("?", start + 2, close) < 2:
         further = value.find("?=", after)
         return len(value) if further < 0 else further + 2
     return after
