@@ -11,6 +11,7 @@ import logging
 import re
 import smtplib
 import ssl
+import time
 from collections.abc import Sequence
 
 from mailcore.conf import conf
@@ -45,6 +46,66 @@ def wire_data(data: bytes) -> bytes:
         lines.pop()
     stuffed = [b"." + line if line.startswith(b".") else line for line in lines]
     return b"".join(line + b"\r\n" for line in stuffed) + b".\r\n"
+
+
+# A reply's limit. RFC 5321 sets none on its lines; real EHLO replies are about twenty lines, under 1 KB.
+MAX_REPLY_OCTETS = 64 * 1024
+MAX_REPLY_LINE = 8192  # smtplib's own limit on one line
+
+
+class _BoundedSMTP(smtplib.SMTP):
+    """smtplib's client whose replies are bounded: each must come whole within the timeout
+    (MAIL_SMTP_CLIENT_TIMEOUT) and within MAX_REPLY_OCTETS. smtplib's own `getreply` waits `timeout`
+    for each read and takes any number of lines: a receiver sending `250-` lines without end grew the
+    delivering process's memory until it died, and one sending a byte a minute held a delivery thread
+    for as long as it liked. Replies are read from the socket here (smtplib reads them nowhere else)."""
+
+    _pending = b""  # bytes read after the end of the last reply's line
+    _pending_of: object = None  # the socket they came from (STARTTLS makes a new one: none carry over)
+
+    def getreply(self) -> tuple[int, bytes]:
+        deadline = time.monotonic() + (self.timeout or 60.0)
+        lines: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                line = self._reply_line(deadline)
+                size += len(line)
+                if size > MAX_REPLY_OCTETS:
+                    raise smtplib.SMTPServerDisconnected(f"reply longer than {MAX_REPLY_OCTETS} octets")
+                lines.append(line[4:].strip(b" \t\r\n"))
+                if not line[:3].isdigit() or line[3:4] != b"-":  # RFC 5321 §4.2.1: the last line has no "-"
+                    break
+        except (OSError, smtplib.SMTPException):
+            self.close()
+            raise
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
+        code = int(line[:3]) if line[:3].isdigit() else -1
+        return code, b"\n".join(lines)
+
+    def _reply_line(self, deadline: float) -> bytes:
+        if self._pending_of is not self.sock:
+            self._pending, self._pending_of = b"", self.sock
+        while b"\n" not in self._pending:
+            if self.sock is None:
+                raise smtplib.SMTPServerDisconnected("please run connect() first")
+            if len(self._pending) > MAX_REPLY_LINE:
+                raise smtplib.SMTPServerDisconnected("reply line too long")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise smtplib.SMTPServerDisconnected(f"no whole reply within {self.timeout:g} s")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                raise smtplib.SMTPServerDisconnected(f"no whole reply within {self.timeout:g} s") from None
+            if not chunk:
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line + b"\n"
 
 
 def client_tls_context() -> ssl.SSLContext:
@@ -88,7 +149,7 @@ class Connection:
     @classmethod
     def _open(cls, host: str, address: str, port: int, credentials: tuple[str, str] | None,
               verified: ssl.SSLContext | None, starttls: bool) -> Connection:
-        smtp = smtplib.SMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout,
+        smtp = _BoundedSMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout,
                             source_address=conf.outbound_source(address))
         try:
             code, text = smtp.connect(address, port)
