@@ -65,23 +65,27 @@ CHUNK_PIECE = 64 * 1024  # octets of a BDAT chunk read at a time
 
 
 class _Chunks:
-    """The BDAT chunks of one transaction (its envelope), and the first refusal, if any."""
+    """The BDAT chunks of one transaction (its envelope), and the first refusal, if any.
+
+    Gathered in one bytearray: a list of them cost 33 octets more per piece, and a client may send
+    its message as millions of one-octet chunks.
+    """
 
     def __init__(self, envelope: Any) -> None:
         self.envelope = envelope
-        self.pieces: list[bytes] = []
+        self.data = bytearray()
         self.size = 0
         self.problem: SMTPError | None = None
 
     def add(self, piece: bytes, keep: bool) -> None:
         self.size += len(piece)
         if keep:
-            self.pieces.append(piece)
+            self.data += piece
         else:
-            self.pieces.clear()
+            self.data.clear()
 
     async def content(self) -> bytes:
-        return b"".join(self.pieces)
+        return bytes(self.data)
 
 
 @dataclass(frozen=True)
