@@ -39,6 +39,9 @@ DRAIN_BATCH = 50
 DUE_LOOKS = 5  # Run.due: domains tried when another run took the rows first
 # Results of up to this many transactions (or of RECORD_SECONDS) are written in one database transaction.
 # A worker killed before writing them re-sends them after the lease expires (the one duplicate window).
+# Signed messages a run keeps for their next recipient domain. A run may drain hundreds of messages
+# to one domain over one connection; keeping every one it signed held them all in memory at once.
+PREPARED_BYTES = 32 * 1024 * 1024
 RECORD_BATCH = 20
 RECORD_SECONDS = 1.0
 # message, rows, outcomes, transport, whether the receiver took the DSN request (RFC 3461)
@@ -59,7 +62,8 @@ class Run:
         self.routes: dict[str, str] = {}  # recipient domain -> destination of its last SMTP transaction
         self.transports: dict[str, str] = {}  # sender domain -> transport (one lookup per run)
         self.esp = esp.EspSession()
-        self.prepared: dict[int, bytes] = {}
+        self.prepared: dict[int, bytes] = {}  # by message id, oldest first (see _prepared)
+        self.prepared_bytes = 0
         self.dkim_keys: dict[str, dkim.DkimKey] | None = None
         self.delivered = 0
         self.unfinished: set[str] = set()  # domains drain() left with due mail (see wake: woken again)
@@ -167,11 +171,17 @@ class Run:
             self.record()
 
     def _prepared(self, message: OutboundMessage) -> bytes:
-        if message.pk not in self.prepared:
+        """The message as sent (DKIM-signed), kept for its other recipient domains while the run's kept
+        messages come to PREPARED_BYTES at most (beyond that the oldest go; the last one always stays)."""
+        data = self.prepared.get(message.pk)
+        if data is None:
             if self.dkim_keys is None:
                 self.dkim_keys = dkim.signing_keys()  # once per run: a new key signs from the next run on
-            self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
-        return self.prepared[message.pk]
+            data = self.prepared[message.pk] = dkim.sign(store.read_blob(message.blob), message.sender, self.dkim_keys)
+            self.prepared_bytes += len(data)
+            while self.prepared_bytes > PREPARED_BYTES and len(self.prepared) > 1:
+                self.prepared_bytes -= len(self.prepared.pop(next(iter(self.prepared))))
+        return data
 
     def _send(self, way: str, domain: str, message: OutboundMessage, rows: list[OutboundRecipient],
               data: bytes) -> tuple[dict[str, Outcome], bool]:

@@ -160,3 +160,28 @@ def test_wake_ups_after_a_quiet_spell_go_at_once_and_those_of_a_busy_spell_toget
     pending.put((3, ["b.test"]))
     busy.join(timeout=30)
     assert rounds[1] == [(2, ["a.test"]), (3, ["b.test"])]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_drains_many_messages_keeps_only_the_last_few_it_signed(remote, monkeypatch):
+    """A run draining one domain sends hundreds of messages over one connection; it kept every one it had
+    signed (for the message's other domains) until it ended: all of them in memory at once."""
+    monkeypatch.setattr(worker, "PREPARED_BYTES", 3 * 1024)
+    monkeypatch.setattr(worker, "DRAIN_BATCH", 3)
+    ids = [queue.enqueue(b"Subject: big %d\r\n\r\n" % n + (b"x" * 70 + b"\r\n") * 14, "alice@example.test",
+                         ["bob@remote.test", "carol@other.test"]) for n in range(8)]
+    held: list[int] = []
+    real_prepared = worker.Run._prepared
+
+    def watched(run, message):  # type: ignore[no-untyped-def]
+        data = real_prepared(run, message)
+        held.append(sum(len(d) for d in run.prepared.values()))
+        assert run.prepared_bytes == held[-1]
+        return data
+
+    monkeypatch.setattr(worker.Run, "_prepared", watched)
+    with worker.Run() as run:
+        assert run.message(None, ["remote.test"]) == 8
+    assert len(held) == 8 and max(held) <= 3 * 1024  # each message signed once; about two kept at a time
+    assert len({m.data for m in remote.messages}) == 8
+    assert OutboundRecipient.objects.filter(message_id__in=ids, domain="other.test", state="queued").count() == 8
