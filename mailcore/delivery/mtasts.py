@@ -32,7 +32,7 @@ from django.utils import timezone
 from mailcore import dns as maildns
 from mailcore.conf import conf
 from mailcore.delivery.client import MTA_STS_STATUS
-from mailcore.delivery.mx import MXHost, is_forbidden_address
+from mailcore.delivery.mx import is_forbidden_address
 from mailcore.delivery.outcome import temporary
 from mailcore.mime.headers import first
 from mailcore.models import MtaStsPolicy
@@ -204,15 +204,16 @@ def verified_tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=conf.outbound_ca_file or None)
 
 
-def hosts_under(policy: Policy | None, domain: str, hosts: list[MXHost]) -> list[MXHost]:
-    """The MX hosts `policy` lets us use (§4.1, §5.1); in enforce mode a temporary failure when there are none."""
+def hosts_under(policy: Policy | None, domain: str, hosts: list[str]) -> list[str]:
+    """The MX hosts (names) `policy` lets us use (§4.1, §5.1); in enforce mode a temporary failure when there
+    are none."""
     if policy is None:
         return hosts
-    named = [h for h in hosts if matches(h.name, policy.mx)]
+    named = [h for h in hosts if matches(h, policy.mx)]
     if policy.mode == TESTING:
         for host in hosts:
             if host not in named:
-                log.warning("MTA-STS (testing) of %s: MX %s is not in its policy %s", domain, host.name, policy.mx)
+                log.warning("MTA-STS (testing) of %s: MX %s is not in its policy %s", domain, host, policy.mx)
         return hosts
     if not named:
         raise temporary(MTA_STS_STATUS, f"no MX host of {domain} matches its MTA-STS policy ({' '.join(policy.mx)})")

@@ -37,8 +37,15 @@ def order_mx(records: list[tuple[int, str]], rng: random.Random | None = None) -
     return [host for _, host in sorted(shuffled, key=lambda r: r[0])]
 
 
-def find_hosts(domain: str) -> list[MXHost]:
-    """The hosts to try for `domain`, best first. Raises DeliveryError (temporary or permanent)."""
+# RFC 5321 §5.1: "the SMTP client SHOULD ... have a configurable limit on the number of alternate
+# addresses that can be tried". A domain publishing many MX hosts, or hosts with many addresses, that
+# never answer held a delivery thread for the connect timeout of each (50 hosts of 20: 16 hours).
+MAX_MX_ADDRESSES = 5  # addresses tried per delivery attempt, as Postfix's smtp_mx_address_limit
+MAX_MX_LOOKUPS = 10  # MX hosts whose addresses are looked up for one attempt
+
+
+def mx_names(domain: str) -> list[str]:
+    """The mail exchangers of `domain`, best first. Raises DeliveryError (temporary or permanent)."""
     try:
         records = maildns.mx(domain)
     except maildns.DNSError as err:
@@ -49,11 +56,24 @@ def find_hosts(domain: str) -> list[MXHost]:
     if not records:
         # RFC 5321 §5.1: no MX, so the domain itself is the implicit MX (with preference 0).
         records = [(0, domain)]
-    hosts = [MXHost(name, _usable_addresses(name)) for name in order_mx(records)]
-    usable = [h for h in hosts if h.addresses]
-    if not usable:
+    return order_mx(records)
+
+
+def usable_hosts(names: list[str], domain: str) -> list[MXHost]:
+    """`names` (best first) with their usable addresses: at most MAX_MX_ADDRESSES in all, from at most
+    MAX_MX_LOOKUPS hosts looked up. A temporary DeliveryError when none has one."""
+    hosts: list[MXHost] = []
+    room = MAX_MX_ADDRESSES
+    for name in names[:MAX_MX_LOOKUPS]:
+        addresses = _usable_addresses(name)[:room]
+        if addresses:
+            hosts.append(MXHost(name, addresses))
+            room -= len(addresses)
+        if not room:
+            break
+    if not hosts:
         raise temporary("4.4.4", f"no usable address for any mail exchanger of {domain}")
-    return usable
+    return hosts
 
 
 def _usable_addresses(host: str) -> list[str]:

@@ -24,7 +24,7 @@ from mailcore import logs, metrics, store
 from mailcore.conf import conf
 from mailcore.delivery import claims, dkim, dsn, esp, mtasts, pool, transport
 from mailcore.delivery.client import Connection
-from mailcore.delivery.mx import MXHost, find_hosts
+from mailcore.delivery.mx import MXHost, mx_names, usable_hosts
 from mailcore.delivery.outcome import DeliveryError, Outcome, temporary
 from mailcore.dsnparams import RecipientRequest, Request
 from mailcore.models import OutboundMessage, OutboundRecipient
@@ -268,9 +268,9 @@ def open_connection(way: str, domain: str, waived: bool = False) -> Connection:
             raise temporary("4.3.5", "transport smarthost chosen but MAIL_RELAY_HOST is not set")  # RFC 3463 §3.4
         hosts, port, credentials = [_relay_host()], conf.relay_port, conf.relay_credentials
     else:
-        hosts, port = find_hosts(domain), conf.outbound_port
+        names, port = mx_names(domain), conf.outbound_port
         policy = None if waived else mtasts.policy_for(domain)  # RFC 8461: enforce: its MX hosts, verified TLS
-        hosts = mtasts.hosts_under(policy, domain, hosts)
+        hosts = usable_hosts(mtasts.hosts_under(policy, domain, names), domain)
         verified = mtasts.verified_tls_context() if policy and policy.mode == mtasts.ENFORCE else None
     last: DeliveryError | None = None
     for host in hosts:

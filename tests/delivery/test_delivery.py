@@ -192,6 +192,35 @@ def test_next_mx_is_tried_when_the_best_refuses_connections(remote, dns_server):
     assert worker.deliver_message(message_id) == 1
 
 
+def test_at_most_five_addresses_are_tried_and_ten_hosts_looked_up(remote, dns_server):
+    """RFC 5321 §5.1 asks for a limit on the addresses tried (Postfix: 5). Here five hosts refuse
+    connections (nothing listens on 127.0.0.2-6), the sixth is the receiver, four more have no address:
+    the attempt stops after five, and no more than ten hosts are looked up."""
+    names = [f"dead{n}.remote.test" for n in range(5)] + ["mx.remote.test"] + [f"none{n}.remote.test" for n in range(6)]
+    dns_server.records["remote.test"] = {"MX": [f"{10 * (n + 1)} {name}." for n, name in enumerate(names)]}
+    for n in range(5):
+        dns_server.records[f"dead{n}.remote.test"] = {"A": [f"127.0.0.{n + 2}"]}
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    assert worker.deliver_message(message_id) == 0
+    [row] = rows(message_id)
+    assert row.state == "deferred" and row.last_reply.startswith(
+        f"451 4.4.1 connection to dead4.remote.test [127.0.0.6]:{remote.port} failed: ")
+    assert remote.messages == []
+    looked_up = [name for name, _type in dns_server.queries if name.endswith(".remote.test") and name[0] != "_"]
+    assert set(looked_up) == {f"dead{n}.remote.test" for n in range(5)}  # five addresses found: enough
+
+
+def test_hosts_without_addresses_count_toward_the_ten_looked_up(remote, dns_server):
+    names = [f"none{n}.remote.test" for n in range(10)] + ["mx.remote.test"]
+    dns_server.records["remote.test"] = {"MX": [f"{n} {name}." for n, name in enumerate(names)]}
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    assert worker.deliver_message(message_id) == 0
+    [row] = rows(message_id)
+    assert (row.state, row.last_reply) == ("deferred", "451 4.4.4 no usable address for any mail exchanger of remote.test")
+    looked_up = {name for name, _type in dns_server.queries if name.endswith(".remote.test") and name[0] != "_"}
+    assert looked_up == {f"none{n}.remote.test" for n in range(10)}
+
+
 def test_expired_message_bounces_with_4_4_7(remote, alice, settings):
     remote.handler.data_replies = ["451 4.3.0 try later"]
     message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
