@@ -20,11 +20,13 @@ A message with "TLS-Required: No" (RFC 8689 §4) is sent as if there were no pol
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import re
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -44,7 +46,8 @@ ENFORCE, TESTING, NONE = "enforce", "testing", "none"
 MODES = (ENFORCE, TESTING, NONE)
 MAX_AGE_LIMIT = 31_557_600  # §3.2: max_age at most a year
 MAX_POLICY_BYTES = 64 * 1024  # §3.3: senders may refuse larger bodies
-FETCH_TIMEOUT = 30.0  # §3.3 suggests at most a minute
+FETCH_TIMEOUT = 30.0  # §3.3 suggests at most a minute; for the whole fetch from one address
+MAX_POLICY_ADDRESSES = 3  # addresses of the policy host tried, each within FETCH_TIMEOUT
 POLICY_PATH = "/.well-known/mta-sts.txt"
 _RECORD_ID = re.compile(r"[A-Za-z0-9]{1,32}")  # §3.1: sts-id = 1*32( ALPHA / DIGIT )
 _FIELD = re.compile(r"([A-Za-z0-9_]+)[ \t]*:[ \t]*(.*?)[ \t]*")  # §3.2: key ":" *WSP value *WSP
@@ -155,7 +158,7 @@ def fetch(domain: str) -> Policy:
     if not addresses:
         raise PolicyError(f"{host} has no usable address")
     failures = []
-    for address in addresses:
+    for address in addresses[:MAX_POLICY_ADDRESSES]:
         try:
             return parse_policy(_get(host, address))
         except (OSError, http.client.HTTPException, UnicodeDecodeError) as err:
@@ -170,27 +173,57 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         super().__init__(host, port, timeout=FETCH_TIMEOUT, context=context)
         self.address, self.tls = address, context
 
+    tls_socket: ssl.SSLSocket | None = None  # kept for `_cut`: http.client lets go of `sock` once it has the reply
+
     def connect(self) -> None:
         raw = socket.create_connection((self.address, self.port), self.timeout, conf.outbound_source(self.address))
-        self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+        self.sock = self.tls_socket = self.tls.wrap_socket(raw, server_hostname=self.host,
+                                                           do_handshake_on_connect=False)
+        self.tls_socket.do_handshake()  # after the socket is kept, so that `_cut` can end a handshake that drags on
+
+
+def _cut(connection: _PinnedHTTPSConnection, late: threading.Event) -> None:
+    """The fetch has taken FETCH_TIMEOUT in all: end it, whatever it waits for (a read returns at once)."""
+    late.set()
+    if connection.tls_socket is not None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            connection.tls_socket.shutdown(socket.SHUT_RDWR)
 
 
 def _get(host: str, address: str) -> str:
+    """The policy text from one address, within FETCH_TIMEOUT in all. The socket's own timeout bounds each
+    read only: a server sending a byte now and then held the delivery thread for as long as it went on."""
     connection = _PinnedHTTPSConnection(host, address, conf.outbound_https_port, verified_tls_context())
+    late = threading.Event()
+    deadline = threading.Timer(FETCH_TIMEOUT, _cut, (connection, late))
+    deadline.start()
     try:
-        connection.request("GET", POLICY_PATH, headers={"Accept": "text/plain"})
-        response = connection.getresponse()
-        if response.status != 200:  # §3.3: a redirect is not followed
-            raise PolicyError(f"HTTP {response.status} {response.reason}")
-        media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
-        if media_type != "text/plain":
-            raise PolicyError(f"Content-Type {media_type!r}, not text/plain")
-        body = response.read(MAX_POLICY_BYTES + 1)
-        if len(body) > MAX_POLICY_BYTES:
-            raise PolicyError(f"policy larger than {MAX_POLICY_BYTES} bytes")
-        return body.decode("utf-8")
+        text = _read_policy(connection)
+    except Exception:
+        if late.is_set():  # whatever the cut made of the reply: it is cut
+            raise TimeoutError(f"no whole policy within {FETCH_TIMEOUT:g} s") from None
+        raise
     finally:
+        deadline.cancel()
         connection.close()
+    if late.is_set():  # a body cut short reads as a shorter one
+        raise TimeoutError(f"no whole policy within {FETCH_TIMEOUT:g} s")
+    return text
+
+
+def _read_policy(connection: _PinnedHTTPSConnection) -> str:
+    """GET the policy (§3.3) over `connection`; PolicyError for what is not one."""
+    connection.request("GET", POLICY_PATH, headers={"Accept": "text/plain"})
+    response = connection.getresponse()
+    if response.status != 200:  # §3.3: a redirect is not followed
+        raise PolicyError(f"HTTP {response.status} {response.reason}")
+    media_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+    if media_type != "text/plain":
+        raise PolicyError(f"Content-Type {media_type!r}, not text/plain")
+    body = response.read(MAX_POLICY_BYTES + 1)
+    if len(body) > MAX_POLICY_BYTES:
+        raise PolicyError(f"policy larger than {MAX_POLICY_BYTES} bytes")
+    return body.decode("utf-8")
 
 
 def policy_waived(data: bytes) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +30,7 @@ class PolicyServer:
 
     def __init__(self, ca: trustme.CA) -> None:
         self.body, self.status, self.content_type = ENFORCE, 200, "text/plain"
+        self.drip = 0.0  # seconds between the body's bytes, when set
         self.requests: list[tuple[str, str]] = []  # (path, Host header)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ca.issue_cert("mta-sts.remote.test").configure_cert(context)
@@ -44,7 +46,13 @@ class PolicyServer:
                     self.send_header("Location", "https://elsewhere.test/policy.txt")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not owner.drip:
+                    self.wfile.write(payload)
+                    return
+                for byte in payload:  # a byte at a time, each well within the socket's timeout
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(owner.drip)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -191,6 +199,17 @@ def test_a_policy_that_cannot_be_fetched_leaves_mail_to_go_as_without_one(sts, r
         setattr(sts, name, value)
     assert send().state == "delivered"
     assert not MtaStsPolicy.objects.exists()
+
+
+def test_a_policy_dripped_a_byte_at_a_time_is_given_up_after_the_fetch_timeout(sts, remote, monkeypatch):
+    """Each byte comes within the socket's timeout, the whole policy does not: the fetch is cut after
+    FETCH_TIMEOUT in all, and the mail goes as without a policy."""
+    monkeypatch.setattr(mtasts, "FETCH_TIMEOUT", 1.0)
+    sts.drip = 0.05  # the policy's 70 bytes take 3.5 s
+    assert send().state == "delivered"
+    assert not MtaStsPolicy.objects.exists()
+    with pytest.raises(mtasts.PolicyError, match=r"^mta-sts\.remote\.test \[127\.0\.0\.1\]: no whole policy within 1 s$"):
+        mtasts.fetch("remote.test")
 
 
 # The policy held ------------------------------------------------------------------------------------
