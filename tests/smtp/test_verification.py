@@ -102,6 +102,17 @@ def test_a_signed_message_with_a_header_line_dkim_cannot_read_is_a_permerror(mx_
     ]
 
 
+def test_a_signed_message_with_a_header_of_more_than_10000_lines_is_not_verified(mx_port, bob, dns_server, dkim_key):
+    """dkimpy unfolds a field by adding each line to a copy of it: seconds for a header folded over hundreds
+    of thousands of lines. No real header has ten thousand lines; the message is delivered, unverified."""
+    private, public_record = dkim_key
+    dns_server.records.update({"sel1._domainkey.remote.test": {"TXT": [public_record]}})
+    folded = MESSAGE.replace(b"Subject: signed\r\n", b"Subject: signed\r\n" + b" and folded\r\n" * 10_000)
+    signature = dkim.sign(folded, b"sel1", b"remote.test", private, include_headers=[b"from", b"to"])
+    send(mx_port, "carol@remote.test", signature + folded)
+    assert authentication_results(bob)[1] == b"dkim=permerror (header of more than 10000 lines not verified)"
+
+
 def test_signatures_beyond_eight_are_not_verified(mx_port, bob, dns_server, dkim_key):
     """RFC 6376 §6.1 lets a verifier limit the signatures it verifies: each costs a key lookup and a hash
     of the whole body. The first eight are verified; one `dkim=policy` item stands for the rest."""
