@@ -37,9 +37,9 @@ def order_mx(records: list[tuple[int, str]], rng: random.Random | None = None) -
     return [host for _, host in sorted(shuffled, key=lambda r: r[0])]
 
 
-# RFC 5321 §5.1: "the SMTP client SHOULD ... have a configurable limit on the number of alternate
-# addresses that can be tried". A domain publishing many MX hosts, or hosts with many addresses, that
-# never answer held a delivery thread for the connect timeout of each (50 hosts of 20: 16 hours).
+# RFC 5321 §5.1 allows a limit on the alternate addresses tried (and asks that at least two be tried).
+# Without one, a domain publishing many MX hosts, or hosts with many addresses, that never answer held
+# a delivery thread for the connect timeout of each (50 hosts of 20: 16 hours).
 MAX_MX_ADDRESSES = 5  # addresses tried per delivery attempt, as Postfix's smtp_mx_address_limit
 MAX_MX_LOOKUPS = 10  # MX hosts whose addresses are looked up for one attempt
 

@@ -193,7 +193,7 @@ def test_next_mx_is_tried_when_the_best_refuses_connections(remote, dns_server):
 
 
 def test_at_most_five_addresses_are_tried_and_ten_hosts_looked_up(remote, dns_server):
-    """RFC 5321 §5.1 asks for a limit on the addresses tried (Postfix: 5). Here five hosts refuse
+    """RFC 5321 §5.1 allows a limit on the addresses tried (Postfix: 5). Here five hosts refuse
     connections (nothing listens on 127.0.0.2-6), the sixth is the receiver, four more have no address:
     the attempt stops after five, and no more than ten hosts are looked up."""
     names = [f"dead{n}.remote.test" for n in range(5)] + ["mx.remote.test"] + [f"none{n}.remote.test" for n in range(6)]
