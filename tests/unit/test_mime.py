@@ -258,7 +258,7 @@ def test_boundary_search_finds_what_reading_every_line_finds(body, cut_start, cu
     assert parse_module._boundary_spans(raw, start, end, "b") == boundary_spans_by_lines(raw, start, end, "b")
 
 
-def test_a_part_of_a_large_message_is_not_copied_to_find_its_header():
+def test_split_header_reads_an_entity_between_start_and_end_in_place():
     """split_header searches entity[start:end] in place; the offsets are the slice's, moved by start."""
     first, second, third = b"A: 1\r\n\r\nfirst", b"B: 2\r\n\r\nsecond", b"C: 3 no blank line"
     raw = first + second + third
