@@ -129,8 +129,21 @@ def author_domain(data: bytes) -> str | None:
     return None
 
 
+def _key_for(domain: str, keys: dict[str, DkimKey] | None) -> DkimKey | None:
+    """The signing key of `domain`, else of its nearest parent domain that has one. A signature of
+    d=example.org aligns, relaxed (RFC 7489 §3.1.1), with mail from mail.example.org: our own reports come
+    from MAILER-DAEMON@<MAIL_HOSTNAME>, and unsigned they failed DMARC wherever example.org says p=reject."""
+    labels = domain.split(".")
+    for start in range(len(labels) - 1):  # never a top-level domain alone
+        candidate = ".".join(labels[start:])
+        key = signing_key(candidate) if keys is None else keys.get(candidate)
+        if key is not None:
+            return key
+    return None
+
+
 def sign(data: bytes, envelope_sender: str, keys: dict[str, DkimKey] | None = None) -> bytes:
-    """`data` with a DKIM-Signature prepended when the author's (or sender's) domain has a key.
+    """`data` with a DKIM-Signature prepended when the author's (or sender's) domain, or a parent of it, has a key.
 
     `keys`: every domain's key (`signing_keys()`, read once by the caller, a
     delivery run); none at all spares parsing the From: header. Without it, one query.
@@ -140,7 +153,7 @@ def sign(data: bytes, envelope_sender: str, keys: dict[str, DkimKey] | None = No
     domain = author_domain(data) or (envelope_sender.rpartition("@")[2].lower() or None)
     if not domain:
         return data
-    key = signing_key(domain) if keys is None else keys.get(domain)
+    key = _key_for(domain, keys)
     if key is None:
         return data
     fields = parse_fields(data[: split_header(data)[1]])

@@ -52,6 +52,12 @@ TOO_MUCH_DATA = "552 5.3.4 Message exceeds the maximum size of {limit} octets"
 # larger one is made to cost receivers work (every reader of it unfolds it; dkimpy in quadratic time).
 MAX_HEADER_OCTETS = 1024 * 1024
 HEADER_TOO_LARGE = f"552 5.3.4 Message header exceeds the maximum size of {MAX_HEADER_OCTETS} octets"
+# RFC 5321 §6.3: counting Received fields detects mail loops (an alias forwarding to an address that
+# forwards back); servers that refuse on it "SHOULD use a large rejection threshold, normally at least
+# 100". Without it, two servers forwarding to each other passed a message back and forth for ever.
+MAX_RECEIVED_FIELDS = 100
+MAIL_LOOP = f"554 5.4.6 Message has more than {MAX_RECEIVED_FIELDS} Received header fields: a mail loop (RFC 5321 §6.3)"
+_RECEIVED_FIELD = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 # The usual MAIL/RCPT path, `<local@domain>` with ASCII dot-atoms (RFC 5321 §4.1.2), read without
 # the full RFC 5322 parser; what follows `>` is returned as aiosmtpd's parser returns it (blanks
@@ -148,6 +154,12 @@ def header_too_large(content: bytes) -> bool:
     only that much of the message is searched."""
     header_end, _body = split_header(content, 0, min(len(content), MAX_HEADER_OCTETS + 4))
     return header_end > MAX_HEADER_OCTETS
+
+
+def received_fields(content: bytes) -> int:
+    """How many Received fields the header section has (RFC 5321 §4.4: one per hop)."""
+    header_end, _body = split_header(content)
+    return len(_RECEIVED_FIELD.findall(content, 0, header_end))
 
 
 def sanitize(text: str) -> str:
@@ -488,6 +500,8 @@ class SMTPServer(SMTP):
             self.envelope.content = self.envelope.original_content = content
             if header_too_large(content):
                 raise SMTPError(HEADER_TOO_LARGE)
+            if received_fields(content) > MAX_RECEIVED_FIELDS:
+                raise SMTPError(MAIL_LOOP)
             status = await self._call_handler_hook("DATA")
             self._transaction_done(status)
         except SMTPError as err:

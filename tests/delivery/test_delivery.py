@@ -265,6 +265,30 @@ def test_message_is_dkim_signed_and_verifies_at_the_receiver(remote, dns_server)
     assert dkim.verify(data, dnsfunc=dnsfunc)
 
 
+def test_our_reports_from_the_hostname_are_signed_by_the_hosted_domain_above_it(remote, dns_server):
+    """A DSN comes from MAILER-DAEMON@mail.example.test, a name with no key of its own; example.test's key
+    signs it (relaxed alignment, RFC 7489 §3.1.1), so receivers applying example.test's DMARC policy take it."""
+    from mailcore.delivery import dkim as outbound_dkim
+
+    key = outbound_dkim.create_key("example.test", "s1")
+    dns_server.records["s1._domainkey.example.test"] = {"TXT": [outbound_dkim.txt_record(key).split('"')[1]]}
+    remote.handler.rcpt_replies["nobody@remote.test"] = "550 5.1.1 no such user"
+    queue.enqueue(MESSAGE, "carol@remote.test", ["nobody@remote.test"])  # a forwarded message, say
+    worker.deliver_due()
+    worker.deliver_due()  # the DSN to carol@remote.test
+    [dsn] = remote.messages
+    assert (dsn.sender, dsn.recipients) == ("<>", ["carol@remote.test"])
+    assert b"\r\nFrom: Mail Delivery System <MAILER-DAEMON@mail.example.test>\r\n" in dsn.data
+    assert dsn.data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;")
+
+    def dnsfunc(name, timeout=5):
+        from mailcore import dns as maildns
+
+        return maildns.txt(name.decode().rstrip("."))[0].encode()
+
+    assert dkim.verify(dsn.data, dnsfunc=dnsfunc)
+
+
 def signing_selector(data: bytes) -> bytes:
     header = data.split(b"\r\nFrom:")[0]
     return header.split(b" s=")[1].split(b";")[0]

@@ -177,3 +177,23 @@ def test_an_unknown_user_of_the_other_server_is_refused_at_rcpt_and_the_sender_g
     assert report.get_content_type() == "multipart/report"
     assert b"Final-Recipient: rfc822; nobody@example.test\r\nAction: failed\r\nStatus: 5.1.1\r\n" in dsn
     assert b"Remote-MTA: dns; mail.example.test\r\nDiagnostic-Code: smtp; 550 5.1.1 " in dsn
+
+
+def test_two_aliases_forwarding_to_each_other_end_in_a_bounce_not_a_loop(sites):
+    """An alias here forwarding to an address there that forwards back (a forwarding set up on both sides):
+    each hop adds a Received field, and after 100 of them an MX refuses the message as a mail loop
+    (RFC 5321 §6.3); the DSN goes back through the other side's SRS address to Alice."""
+    ours, theirs = sites
+    ours.manage("createalias", "loop@example.test", "loop@remote.test")
+    theirs.manage("createalias", "loop@remote.test", "loop@example.test")
+    sent = letter("Alice <alice@example.test>", "loop@example.test", "round and round", "Hi.", "loop-1@example.test")
+    assert submit(ours, "alice", ["loop@example.test"], sent) == {}
+
+    dsns = [m for m in wait_for_inbox(ours, "alice", 2) if b"multipart/report" in m]
+    [dsn] = dsns
+    assert b"Status: 5.4.6\r\n" in dsn
+    assert b"Diagnostic-Code: smtp; 554 5.4.6 Message has more than 100 Received header fields: a mail loop" in dsn
+    # The report, from MAILER-DAEMON@mail.example.test, is signed by example.test (a parent domain's key aligns,
+    # relaxed): unsigned, remote.test's MX refused it under example.test's p=reject and Alice never heard.
+    assert authentication_results(dsn, ours).endswith(
+        f"dkim=pass header.d=example.test header.s={SELECTOR}; dmarc=pass header.from=mail.example.test")

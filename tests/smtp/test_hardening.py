@@ -142,6 +142,30 @@ def test_a_message_with_no_empty_line_is_all_header_and_over_1_mb_is_552(mx_port
     assert inbox_count(bob) == 0
 
 
+def hops(count: int) -> bytes:
+    return b"".join(b"Received: from hop%d.example.test by hop%d.example.test; Sat, 28 Nov 2026 15:00:00 +0000\r\n"
+                    % (n, n + 1) for n in range(count))
+
+
+def test_more_than_100_received_fields_is_a_mail_loop_refused_with_554(mx_port, bob, raw_client):
+    """RFC 5321 §6.3: an alias forwarding to an address that forwards back passed a message between two
+    servers for ever; each hop adds a Received field, and more than 100 means a loop."""
+    client = raw_client(mx_port)
+    open_data(client)
+    client.send(hops(60) + b"X-Loop: x\r\n" + hops(41).replace(b"Received:", b"RECEIVED :") + b"Subject: x\r\n\r\nb\r\n.\r\n")
+    assert client.reply() == (
+        "554 5.4.6 Message has more than 100 Received header fields: a mail loop (RFC 5321 \u00a76.3)")
+    assert inbox_count(bob) == 0
+
+
+def test_100_received_fields_are_taken_and_the_body_is_not_counted(mx_port, bob, raw_client):
+    client = raw_client(mx_port)
+    open_data(client)
+    client.send(hops(100) + b"Subject: x\r\n\r\n" + hops(5) + b".\r\n")
+    assert client.reply().startswith("250 2.0.0 Message accepted for delivery")
+    assert inbox_count(bob) == 1
+
+
 def test_nul_byte_in_a_command_is_refused(mx_port, raw_client):
     client = raw_client(mx_port)
     assert client.command(b"EHLO a\x00b") == "500 5.5.2 NUL character in command refused"
