@@ -130,12 +130,16 @@ def author_domain(data: bytes) -> str | None:
 
 
 def _key_for(domain: str, keys: dict[str, DkimKey] | None) -> DkimKey | None:
-    """The signing key of `domain`, else of its nearest parent domain that has one. A signature of
-    d=example.org aligns, relaxed (RFC 7489 §3.1.1), with mail from mail.example.org: our own reports come
-    from MAILER-DAEMON@<MAIL_HOSTNAME>, and unsigned they failed DMARC wherever example.org says p=reject."""
-    labels = domain.split(".")
-    for start in range(len(labels) - 1):  # never a top-level domain alone
-        candidate = ".".join(labels[start:])
+    """The signing key of `domain`. For our own host name (MAIL_HOSTNAME), which has none of its own, the key
+    of its nearest parent domain that has one: a signature of d=example.org aligns, relaxed (RFC 7489 §3.1.1),
+    with mail from mail.example.org. Our reports come from MAILER-DAEMON@<MAIL_HOSTNAME>, and unsigned they
+    failed DMARC wherever example.org says p=reject. Other names are signed by their own key only: a hosted
+    domain under another's name is not signed with the other's."""
+    candidates = [domain]
+    if domain == conf.hostname.lower():
+        labels = domain.split(".")
+        candidates += [".".join(labels[start:]) for start in range(1, len(labels) - 1)]  # never a TLD alone
+    for candidate in candidates:
         key = signing_key(candidate) if keys is None else keys.get(candidate)
         if key is not None:
             return key
@@ -143,7 +147,7 @@ def _key_for(domain: str, keys: dict[str, DkimKey] | None) -> DkimKey | None:
 
 
 def sign(data: bytes, envelope_sender: str, keys: dict[str, DkimKey] | None = None) -> bytes:
-    """`data` with a DKIM-Signature prepended when the author's (or sender's) domain, or a parent of it, has a key.
+    """`data` with a DKIM-Signature prepended when the author's (or sender's) domain has a key (see `_key_for`).
 
     `keys`: every domain's key (`signing_keys()`, read once by the caller, a
     delivery run); none at all spares parsing the From: header. Without it, one query.

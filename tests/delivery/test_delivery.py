@@ -289,6 +289,21 @@ def test_our_reports_from_the_hostname_are_signed_by_the_hosted_domain_above_it(
     assert dkim.verify(dsn.data, dnsfunc=dnsfunc)
 
 
+def test_a_hosted_subdomain_without_a_key_is_not_signed_with_its_parents(remote, dns_server):
+    """Only our own host name borrows a parent's key: a domain hosted here under another's name (another
+    customer's, say) sends unsigned rather than with the other's signature."""
+    from mailcore.delivery import dkim as outbound_dkim
+    from mailcore.directory import create_domain
+
+    outbound_dkim.create_key("example.test", "s1")
+    create_domain("team.example.test")
+    queue.enqueue(MESSAGE.replace(b"alice@example.test", b"ann@team.example.test"), "ann@team.example.test",
+                  ["bob@remote.test"])
+    worker.deliver_due()
+    [received] = remote.messages
+    assert received.data.startswith(b"From: Alice <ann@team.example.test>\r\n")
+
+
 def signing_selector(data: bytes) -> bytes:
     header = data.split(b"\r\nFrom:")[0]
     return header.split(b" s=")[1].split(b";")[0]
