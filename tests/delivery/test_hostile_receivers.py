@@ -102,6 +102,14 @@ def deliver_once() -> OutboundRecipient:
     return OutboundRecipient.objects.get(message_id=message_id)
 
 
+def assert_deferred_undelivered(receiver: ScriptedReceiver, reason: str) -> None:
+    """One delivery attempt ends deferred, the connection given up for `reason`, nothing taken."""
+    row = deliver_once()
+    assert (row.state, row.last_reply) == (
+        "deferred", f"451 4.4.1 connection to mx.remote.test [127.0.0.1]:{receiver.port} failed: {reason}")
+    assert receiver.delivered == 0
+
+
 def test_a_reply_that_does_not_end_is_cut_off_and_the_mail_deferred(scripted):
     """2 MB of `250-` lines to EHLO (then, for a client that bore them, a normal session): the delivering
     process stops reading at 64 KB, closes, and tries again later."""
@@ -114,12 +122,7 @@ def test_a_reply_that_does_not_end_is_cut_off_and_the_mail_deferred(scripted):
         conn.sendall(b"250 SIZE 1000000\r\n")
 
     receiver = scripted(flood)
-    row = deliver_once()
-    assert (row.state, row.last_reply) == (
-        "deferred",
-        f"451 4.4.1 connection to mx.remote.test [127.0.0.1]:{receiver.port} failed: reply longer than 65536 octets",
-    )
-    assert receiver.delivered == 0
+    assert_deferred_undelivered(receiver, "reply longer than 65536 octets")
 
 
 def test_a_reply_dripped_a_byte_at_a_time_is_given_up_after_the_timeout(scripted, settings):
@@ -135,12 +138,7 @@ def test_a_reply_dripped_a_byte_at_a_time_is_given_up_after_the_timeout(scripted
         conn.sendall(b"250 mx.remote.test\r\n")
 
     receiver = scripted(drip)
-    row = deliver_once()
-    assert (row.state, row.last_reply) == (
-        "deferred",
-        f"451 4.4.1 connection to mx.remote.test [127.0.0.1]:{receiver.port} failed: no whole reply within 1 s",
-    )
-    assert receiver.delivered == 0
+    assert_deferred_undelivered(receiver, "no whole reply within 1 s")
 
 
 def test_a_receiver_that_answers_in_time_in_pieces_gets_the_mail(scripted):
