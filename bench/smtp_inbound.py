@@ -1,5 +1,8 @@
 """Inbound SMTP benchmark: 10 sessions send 4 KB messages over the MX listener to local mailboxes.
 
+With `--listener submission` the sessions log in (AUTH PLAIN) on the submission listener instead,
+each as one of the mailboxes, and send to the next mailbox: what the users' own mail costs.
+
 The server is `manage.py runmail` (scratch var/, SQLite, only the MX listener),
 measured with SMTP in runmail itself (MAIL_SMTP_PROCESSES=1) and in worker
 processes (2, one per core here); SPF/DKIM/DMARC lookups are real, answered by
@@ -9,7 +12,7 @@ aiosmtpd server (one process) whose handler only writes and fsyncs each message
 to a file (the Python ceiling). Each server's CPU time per message (from /proc,
 all its threads and processes) is printed too: on shared cores it moves less
 than the rates do. Prints one JSON document.
-Usage: python bench/smtp_inbound.py [--messages N] [--sessions N] [--processes N ...]
+Usage: python bench/smtp_inbound.py [--messages N] [--sessions N] [--processes N ...] [--listener mx|submission]
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +40,12 @@ MESSAGE_SIZE = 4096
 TAIL = 250  # "messages per second until the last 250": the rate measured over all but the last 250
 
 
-def message(n: int, rcpt: str) -> bytes:
-    head = f"From: bench@elsewhere.test\r\nTo: {rcpt}\r\nSubject: bench {n}\r\nMessage-ID: <{n}@bench.test>\r\n\r\n"
+PASSWORD = "bench-password-1"
+MX, SUBMISSION = "mx", "submission"
+
+
+def message(n: int, rcpt: str, sender: str) -> bytes:
+    head = f"From: {sender}\r\nTo: {rcpt}\r\nSubject: bench {n}\r\nMessage-ID: <{n}@bench.test>\r\n\r\n"
     line = f"line {n} of the benchmark message body, padded to a realistic length.\r\n"
     body = (line * (MESSAGE_SIZE // len(line) + 1))[: MESSAGE_SIZE - len(head)]
     return (head + body).encode()
@@ -60,18 +68,21 @@ def prepare_ours(sessions: int) -> None:
     call_command("migrate", verbosity=0)
     create_domain("example.test")
     for n in range(sessions):
-        create_account(f"user{n}@example.test", "bench-password-1")
+        create_account(f"user{n}@example.test", PASSWORD)
 
 
-def start_ours(env: dict[str, str], sessions: int, processes: int) -> tuple[subprocess.Popen[bytes], int]:
-    """runmail itself, MX listener only, on a scratch var/, logging as it does by default (INFO: a line per
-    transaction) to a file there; returns once it says it is ready."""
+def start_ours(
+    env: dict[str, str], sessions: int, processes: int, listener: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """runmail itself, one SMTP listener only (MX or submission), on a scratch var/, logging as it does by
+    default (INFO: a line per transaction) to a file there; returns once it says it is ready."""
     subprocess.run([sys.executable, __file__, "--prepare-ours", str(sessions)], env=env, cwd=ROOT, check=True)
     port = free_port()
-    env = {**env, "MAIL_SMTP_PORT": str(port), "MAIL_SMTP_PROCESSES": str(processes)}
+    env = {**env, "MAIL_SMTP_PROCESSES": str(processes)}
     env.pop("LOG_LEVEL")
-    for name in ("SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S"):
+    for name in ("SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S"):
         env[f"MAIL_{name}_PORT"] = "0"
+    env["MAIL_SMTP_PORT" if listener == MX else "MAIL_SUBMISSION_PORT"] = str(port)
     log = Path(env["MAIL_VAR_DIR"]) / "runmail.log"
     with log.open("w") as output:
         process = subprocess.Popen([sys.executable, "manage.py", "runmail"], env=env, cwd=ROOT, stderr=output)
@@ -115,26 +126,36 @@ def serve_baseline(directory: str) -> None:
 # Load (this process) ----------------------------------------------------------------------
 
 
-def load(port: int, total: int, sessions: int) -> dict[str, float]:
-    """Send `total` messages over `sessions` connections; rate and DATA-to-250 latency."""
+def load(port: int, total: int, sessions: int, login: bool = False,
+         on_start: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Send `total` messages over `sessions` connections; rate and DATA-to-250 latency.
+
+    With `login` each session logs in as its mailbox and sends to the next one (submission). The clock
+    starts, and `on_start` is called, once every session has connected (and logged in): a login costs
+    about half a second of CPU (PBKDF2), which would otherwise count as mail."""
     finished: list[float] = []
+    connected = threading.Barrier(sessions + 1)
     latencies: list[float] = []
     lock = threading.Lock()
     counter = iter(range(total))
 
     def session(index: int) -> None:
-        rcpt = f"user{index}@example.test"
+        sender, rcpt = "bench@elsewhere.test", f"user{index}@example.test"
         with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
             client.ehlo("bench.elsewhere.test")
+            if login:  # plain-text AUTH is allowed from loopback, as from a webmail on the same host
+                sender, rcpt = rcpt, f"user{(index + 1) % sessions}@example.test"
+                client.login(sender, PASSWORD)
+            connected.wait()
             while True:
                 with lock:
                     n = next(counter, None)
                 if n is None:
                     return
-                client.mail("bench@elsewhere.test")
+                client.mail(sender)
                 client.rcpt(rcpt)
                 sent = time.perf_counter()
-                code, reply = client.data(message(n, rcpt))
+                code, reply = client.data(message(n, rcpt, sender))
                 done = time.perf_counter()
                 if code != 250:
                     raise RuntimeError(f"DATA answered {code} {reply!r}")
@@ -143,9 +164,11 @@ def load(port: int, total: int, sessions: int) -> dict[str, float]:
                     latencies.append(done - sent)
 
     threads = [threading.Thread(target=session, args=(i,)) for i in range(sessions)]
-    start = time.perf_counter()
     for t in threads:
         t.start()
+    connected.wait()
+    start = time.perf_counter()
+    on_start()
     for t in threads:
         t.join()
     finished.sort()
@@ -167,7 +190,7 @@ def run_baseline(directory: str, env: dict[str, str]) -> tuple[subprocess.Popen[
     return process, int(process.stdout.readline())
 
 
-def measure(kind: str, total: int, sessions: int, processes: int = 1) -> dict[str, float]:
+def measure(kind: str, total: int, sessions: int, processes: int = 1, listener: str = MX) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as var, DNSServer() as dns_server:
         # SPF and DMARC lookups are real, answered on loopback (NXDOMAIN) by a server in this process,
         # as a caching resolver beside the MX would; runmail keeps the answers for their TTL.
@@ -175,11 +198,17 @@ def measure(kind: str, total: int, sessions: int, processes: int = 1) -> dict[st
                "MAIL_DNS_NAMESERVERS": dns_server.nameserver}
         for name in ("REDIS_URL", "DATABASE_URL", "CELERY_BROKER_URL"):
             env.pop(name, None)
-        process, port = start_ours(env, sessions, processes) if kind == "ours" else run_baseline(var, env)
+        ours = kind == "ours"
+        process, port = start_ours(env, sessions, processes, listener) if ours else run_baseline(var, env)
         try:
-            cpu_before = process_tree_cpu(process.pid)  # with runmail's SMTP worker processes, if any
-            figures = load(port, total, sessions)
-            figures["server_cpu_ms_per_message"] = round((process_tree_cpu(process.pid) - cpu_before) * 1000 / total, 2)
+            cpu_before: list[float] = []  # with runmail's SMTP worker processes, if any
+
+            def count_cpu_from_now() -> None:
+                cpu_before.append(process_tree_cpu(process.pid))
+
+            figures = load(port, total, sessions, ours and listener == SUBMISSION, count_cpu_from_now)
+            cpu = process_tree_cpu(process.pid) - cpu_before[0]
+            figures["server_cpu_ms_per_message"] = round(cpu * 1000 / total, 2)
             return figures
         finally:
             process.terminate()
@@ -192,6 +221,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--processes", type=int, default=[1, 2], nargs="+",
                         help="MAIL_SMTP_PROCESSES values to measure ours with (default: 1 and 2)")
+    parser.add_argument("--listener", choices=[MX, SUBMISSION], default=MX,
+                        help="mx (the issue's benchmark) or submission (sessions log in, send to local mailboxes)")
     parser.add_argument("--prepare-ours", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,14 +234,14 @@ def main() -> None:
         return
     baseline = measure("baseline", args.messages, args.sessions)
     report: dict[str, object] = {
-        "benchmark": "inbound SMTP over the MX listener into local mailboxes (SQLite)",
+        "benchmark": f"inbound SMTP over the {args.listener} listener into local mailboxes (SQLite)",
         "message_bytes": MESSAGE_SIZE,
         "sessions": args.sessions,
         "baseline_aiosmtpd_fsync_file": baseline,
     }
     for processes in args.processes:
-        ours = measure("ours", args.messages, args.sessions, processes)
-        report[f"mailcore_mx_smtp_processes_{processes}"] = ours
+        ours = measure("ours", args.messages, args.sessions, processes, args.listener)
+        report[f"mailcore_{args.listener}_smtp_processes_{processes}"] = ours
         report[f"ratio_vs_baseline_smtp_processes_{processes}"] = round(
             ours["messages_per_second"] / baseline["messages_per_second"], 3
         )

@@ -206,6 +206,24 @@ def addresses_of(account_id: int) -> set[str]:
     return owned
 
 
+def may_send_as(account_id: int, address: Address) -> bool:
+    """Whether `address`, or it without its +tag, delivers to the account as `addresses_of` counts: the
+    account's own address, or an active alias (not a catch-all) with the account's address among its
+    targets. A few keyed lookups, however many aliases there are (`addresses_of` reads them all)."""
+    own = _remembered("account address", str(account_id), _load_account_address)
+    if own is None:
+        return False
+    for key in _candidates(address):
+        if key == own or any(_key_or_none(target) == own for target in _alias_targets(key) or ()):
+            return True
+    return False
+
+
+def _load_account_address(account_id: str) -> str | None:
+    address: str | None = Account.objects.filter(pk=int(account_id)).values_list("address", flat=True).first()
+    return address
+
+
 def _key_or_none(text: str) -> str | None:
     try:
         return parse_address(text).key

@@ -31,7 +31,6 @@ from mailcore.smtp.replies import SMTPError
 
 log = logging.getLogger(__name__)
 
-PLUS_SEPARATOR = "+"
 SENDING_WINDOW = dt.timedelta(hours=1)
 ORIGINATOR_FIELDS = ("From", "Sender")  # RFC 5322 §3.6.2: who wrote it, and who sent it (at most once each)
 SENT = "\\Sent"
@@ -55,9 +54,7 @@ def owns_address(account_id: int, address: str) -> bool:
         parsed = parse_address(address)
     except AddressError:
         return False
-    owned = directory.addresses_of(account_id)
-    base, plus, _tag = parsed.local.partition(PLUS_SEPARATOR)
-    return parsed.key in owned or bool(plus and f"{base.lower()}@{parsed.domain}" in owned)
+    return directory.may_send_as(account_id, parsed)
 
 
 def check_sender(account_id: int, mail_from: str) -> None:

@@ -91,6 +91,36 @@ def test_addresses_of_includes_aliases(alice):
     assert directory.addresses_of(alice.pk) == {"alice@example.test", "info@example.test", "postmaster@example.test"}
 
 
+def test_may_send_as_agrees_with_addresses_of(alice, bob):
+    """The keyed lookups submission uses give the answer of its definition: the address, or it without its
+    +tag, among `addresses_of` (which reads every alias)."""
+    from mailcore.address import parse_address
+    from mailcore.models import Alias
+
+    create_alias("info@example.test", ["Alice@example.test"])
+    create_alias("team@example.test", ["bob@example.test", "alice@example.test", "carol@elsewhere.test"])
+    create_alias("bobs@example.test", ["bob@example.test"])
+    create_alias("chain@example.test", ["info@example.test"])  # reaches Alice only through another alias
+    create_alias("@example.test", ["alice@example.test"])  # the catch-all is no sender address
+    create_alias("alice+x@example.test", ["bob@example.test"])
+    create_alias("old@example.test", ["alice@example.test"])
+    Alias.objects.filter(source="old@example.test").update(active=False)
+    addresses = [f"{local}@{domain}" for local in (
+        "alice", "ALICE", "alice+tag", "alice+x", "info", "Info+x", "team", "bobs", "chain", "old", "nobody",
+        "+tag", "bob", "bob+y", "postmaster", "carol",
+    ) for domain in ("example.test", "EXAMPLE.test", "elsewhere.test")]
+    for account in (alice, bob):
+        owned = directory.addresses_of(account.pk)
+        for text in addresses:
+            address = parse_address(text)
+            base, plus, _tag = address.local.partition("+")
+            expected = address.key in owned or bool(plus and f"{base.lower()}@{address.domain}" in owned)
+            assert directory.may_send_as(account.pk, address) is expected, (account.address, text)
+    assert directory.may_send_as(alice.pk, parse_address("team@example.test"))
+    assert directory.may_send_as(bob.pk, parse_address("alice+x@example.test"))  # an alias to Bob, not Alice's
+    assert not directory.may_send_as(alice.pk + bob.pk + 100, parse_address("alice@example.test"))  # no such account
+
+
 def test_first_account_of_a_domain_becomes_its_postmaster(alice, bob):
     assert resolve("Postmaster@example.test").accounts == [alice.pk]
     from mailcore.models import Alias
