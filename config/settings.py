@@ -290,9 +290,12 @@ MAIL_METRICS_TOKEN = env("MAIL_METRICS_TOKEN", default="")  # /metrics with "Aut
 MAIL_METRICS_ALLOW = env.list("MAIL_METRICS_ALLOW", default=[])  # client IPs/CIDRs let in without the token
 SECURE_REDIRECT_EXEMPT += [r"^metrics$"]  # scraped over the internal network by Prometheus
 
-# --- Performance (perf): answer cache of the MX's SPF, DKIM and DMARC lookups ---
+# --- Performance (perf): answer cache of the MX's SPF, DKIM and DMARC lookups; verified logins ---
 # Entries kept, each no longer than its TTL; 0 turns the cache off (the tests do, as they change records).
 MAIL_DNS_CACHE_SIZE = env.int("MAIL_DNS_CACHE_SIZE", default=10_000)
+# Seconds a verified login is remembered (an HMAC of the password, per process), so that a mail client logging
+# in again is not made to wait for another PBKDF2 run; 0: every login hashes the password (mailcore/auth/passwords.py).
+MAIL_AUTH_CACHE_SECONDS = env.float("MAIL_AUTH_CACHE_SECONDS", default=3600)
 
 # --- Webmail 2 (issue 7): undo send ---
 MAIL_WEBMAIL_UNDO_SEND_SECONDS = env.int("MAIL_WEBMAIL_UNDO_SEND_SECONDS", default=5)  # 0: send at once

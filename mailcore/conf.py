@@ -292,6 +292,11 @@ class MailConf:
         return float(settings.MAIL_QUEUE_RETENTION)
 
     @property
+    def auth_cache_seconds(self) -> float:
+        """How long a verified login is remembered, so the same password is not hashed again (0: never)."""
+        return max(0.0, float(settings.MAIL_AUTH_CACHE_SECONDS))
+
+    @property
     def dns_cache_size(self) -> int:
         """Answers the MX's SPF/DKIM/DMARC lookups keep, each for its TTL (MAIL_DNS_CACHE_SIZE); 0: off."""
         return max(0, int(settings.MAIL_DNS_CACHE_SIZE))

@@ -102,6 +102,60 @@ def test_ten_failures_from_one_ip_give_421_and_close(submission_port, alice, raw
     assert client.is_closed()
 
 
+@pytest.fixture
+def counted_logins(settings, alice, monkeypatch):
+    """Alice's password hashed by a hasher that counts verifications; the failure delay off; nothing remembered."""
+    from mailcore.auth import passwords
+    from tests.support.hashers import CountingMD5Hasher
+
+    settings.PASSWORD_HASHERS = ["tests.support.hashers.CountingMD5Hasher"]
+    monkeypatch.setattr(throttle, "DELAY_PER_FAILURE", 0.0)
+    alice.user.set_password("alice-secret-pw")
+    alice.user.save()
+    passwords.forget_verified()
+    CountingMD5Hasher.verified = 0
+    yield CountingMD5Hasher
+    passwords.forget_verified()
+
+
+def test_a_login_verified_lately_is_not_hashed_again(submission_port, alice, raw_client, counted_logins, settings):
+    """Mail clients log in over and over (a connection per message sent); like Dovecot's auth cache, the password
+    that was right a moment ago is not run through PBKDF2 again. A wrong password still is, a changed password
+    and a deactivated account take effect at once."""
+    settings.MAIL_AUTH_CACHE_SECONDS = 3600
+
+    def auth(password: str) -> str:
+        client = raw_client(submission_port)
+        ready(client)
+        return client.command(f"AUTH PLAIN {plain('alice@example.test', password)}")
+
+    assert auth("alice-secret-pw") == "235 2.7.0 Authentication successful"
+    assert auth("alice-secret-pw") == "235 2.7.0 Authentication successful"
+    assert counted_logins.verified == 1
+    assert auth("alice-secret-px") == "535 5.7.8 Authentication credentials invalid"
+    assert counted_logins.verified == 2
+    alice.user.set_password("changed-password-2")
+    alice.user.save()
+    assert auth("alice-secret-pw") == "535 5.7.8 Authentication credentials invalid"
+    assert auth("changed-password-2") == "235 2.7.0 Authentication successful"
+    assert auth("changed-password-2") == "235 2.7.0 Authentication successful"
+    assert counted_logins.verified == 4
+    alice.user.is_active = False
+    alice.user.save()
+    assert auth("changed-password-2") == "535 5.7.8 Authentication credentials invalid"
+
+
+def test_with_no_auth_cache_every_login_is_hashed(submission_port, alice, raw_client, counted_logins, settings):
+    settings.MAIL_AUTH_CACHE_SECONDS = 0
+    for _ in range(2):
+        client = raw_client(submission_port)
+        ready(client)
+        assert client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}") == (
+            "235 2.7.0 Authentication successful"
+        )
+    assert counted_logins.verified == 2
+
+
 def test_smtplib_login_over_starttls(submission_port, alice):
     import smtplib
 
