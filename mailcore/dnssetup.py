@@ -98,6 +98,11 @@ def expected_records(domain: str) -> list[Record]:
         Record(domain, "MX", f"{MX_PREFERENCE} {host}.", "mail for the domain comes to this server"),
         Record(domain, "TXT", "v=spf1 mx -all", "SPF: only the MX hosts send for the domain (RFC 7208)"),
     ]
+    own_name = host.lower().rstrip(".")
+    if own_name == domain or own_name.endswith(f".{domain}"):  # the server's own name is in this domain's zone
+        records.append(Record(own_name, "TXT", "v=spf1 a -all",
+                              "SPF for the server's own name: its bounces (the null sender) are checked against the "
+                              "HELO name, which DMARC then aligns with (RFC 7208 §2.3, RFC 7489 §4.1)"))
     dkim = _dkim_record(domain)
     if dkim is not None:
         records.append(dkim)

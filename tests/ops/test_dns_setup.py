@@ -7,6 +7,7 @@ import pytest
 
 from mailcore import dnssetup
 from mailcore.delivery import dkim
+from mailcore.directory import create_domain
 from mailcore.models import Domain
 from tests.support.dnsserver import DNSServer
 
@@ -33,6 +34,7 @@ def test_expected_records_cover_mail_routing_policy_and_client_discovery(dkim_ke
     public_key = dkim.public_key_b64(dkim_key)
     assert records[("example.test", "MX")] == "10 mail.example.test."
     assert records[("example.test", "TXT")] == "v=spf1 mx -all"
+    assert records[("mail.example.test", "TXT")] == "v=spf1 a -all"  # the HELO name of our bounces
     assert records[("mail20260101._domainkey.example.test", "TXT")] == f"v=DKIM1; k=rsa; p={public_key}"
     assert records[("_dmarc.example.test", "TXT")] == "v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test"
     assert re.fullmatch(r"v=STSv1; id=[0-9a-f]{20}", records[("_mta-sts.example.test", "TXT")])
@@ -50,6 +52,12 @@ def test_a_listener_turned_off_is_published_as_not_offered(domain, production_na
     production_names.MAIL_POP3_PORT = 0
     records = {(r.name, r.rtype): r.value for r in dnssetup.expected_records("example.test")}
     assert records[("_pop3._tcp.example.test", "SRV")] == "0 0 0 ."  # RFC 6186 §3.4
+
+
+def test_the_servers_own_spf_record_is_shown_for_the_domain_its_name_is_in(domain, production_names):
+    create_domain("other.test")
+    assert ("mail.example.test", "TXT") in {(r.name, r.rtype) for r in dnssetup.expected_records("example.test")}
+    assert "mail.example.test" not in {r.name for r in dnssetup.expected_records("other.test")}
 
 
 def test_newest_dkim_key_is_the_one_to_publish(dkim_key, production_names):
