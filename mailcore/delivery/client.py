@@ -51,6 +51,15 @@ def wire_data(data: bytes) -> bytes:
 # A reply's limit. RFC 5321 sets none on its lines; real EHLO replies are about twenty lines, under 1 KB.
 MAX_REPLY_OCTETS = 64 * 1024
 MAX_REPLY_LINE = 8192  # smtplib's own limit on one line
+# The message goes out in pieces, each of which must be taken within the timeout (RFC 5321 §4.5.3.2.5 times
+# each send, not the whole: 50 MB over a slow uplink take minutes), and the whole at no less than
+# MIN_DATA_RATE after one timeout's grace, so that a receiver reading a little now and then cannot hold a
+# delivery thread for hours. 10 KB/s is a modem's pace, far below any real link.
+DATA_PIECE = 64 * 1024
+MIN_DATA_RATE = 10_000  # octets a second
+# RFC 5321 §4.5.3.2.6: the reply to the end of the data may take 10 minutes, twice the other replies: the
+# receiver may scan the message first, and a sender that gives up then sends it again, a duplicate.
+DATA_DONE_TIMEOUT_FACTOR = 10  # times MAIL_SMTP_CLIENT_TIMEOUT: 600 s by default
 
 
 class _BoundedSMTP(smtplib.SMTP):
@@ -63,13 +72,15 @@ class _BoundedSMTP(smtplib.SMTP):
     _pending = b""  # bytes read after the end of the last reply's line
     _pending_of: object = None  # the socket they came from (STARTTLS makes a new one: none carry over)
 
-    def getreply(self) -> tuple[int, bytes]:
-        deadline = time.monotonic() + (self.timeout or 60.0)
+    def getreply(self, within: float | None = None) -> tuple[int, bytes]:
+        """The next reply, whole within `within` seconds (the timeout when not given) and MAX_REPLY_OCTETS."""
+        within = within or self.timeout or 60.0
+        deadline = time.monotonic() + within
         lines: list[bytes] = []
         size = 0
         try:
             while True:
-                line = self._reply_line(deadline)
+                line = self._reply_line(deadline, within)
                 size += len(line)
                 if size > MAX_REPLY_OCTETS:
                     raise smtplib.SMTPServerDisconnected(f"reply longer than {MAX_REPLY_OCTETS} octets")
@@ -85,7 +96,7 @@ class _BoundedSMTP(smtplib.SMTP):
         code = int(line[:3]) if line[:3].isdigit() else -1
         return code, b"\n".join(lines)
 
-    def _reply_line(self, deadline: float) -> bytes:
+    def _reply_line(self, deadline: float, within: float) -> bytes:
         if self._pending_of is not self.sock:
             self._pending, self._pending_of = b"", self.sock
         while b"\n" not in self._pending:
@@ -95,17 +106,43 @@ class _BoundedSMTP(smtplib.SMTP):
                 raise smtplib.SMTPServerDisconnected("reply line too long")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise smtplib.SMTPServerDisconnected(f"no whole reply within {self.timeout:g} s")
+                raise smtplib.SMTPServerDisconnected(f"no whole reply within {within:g} s")
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(4096)
             except TimeoutError:
-                raise smtplib.SMTPServerDisconnected(f"no whole reply within {self.timeout:g} s") from None
+                raise smtplib.SMTPServerDisconnected(f"no whole reply within {within:g} s") from None
             if not chunk:
                 raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
         return line + b"\n"
+
+    def send_data(self, wire: bytes) -> None:
+        """Send the dot-stuffed message: DATA_PIECE octets at a time, each taken within the timeout, the
+        whole within the timeout plus its size at MIN_DATA_RATE. (smtplib's `send` is one `sendall`, whose
+        timeout bounds the whole: a large message to a slow but steady receiver could never go.)"""
+        if self.sock is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        timeout = self.timeout or 60.0
+        deadline = time.monotonic() + timeout + len(wire) / MIN_DATA_RATE
+        view = memoryview(wire)
+        try:
+            for start in range(0, len(wire), DATA_PIECE):
+                remaining = deadline - time.monotonic()
+                self.sock.settimeout(max(0.001, min(timeout, remaining)))
+                try:
+                    self.sock.sendall(view[start:start + DATA_PIECE])
+                except TimeoutError:
+                    raise smtplib.SMTPServerDisconnected(
+                        f"the receiver took no data for {timeout:g} s" if remaining > timeout
+                        else f"the receiver took the data slower than {MIN_DATA_RATE} octets a second") from None
+        except (OSError, smtplib.SMTPException):
+            self.close()
+            raise
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
 
 
 def client_tls_context() -> ssl.SSLContext:
@@ -119,7 +156,7 @@ def client_tls_context() -> ssl.SSLContext:
 class Connection:
     """One open SMTP session to one receiver, reusable for several transactions."""
 
-    def __init__(self, smtp: smtplib.SMTP, host: str, address: str) -> None:
+    def __init__(self, smtp: _BoundedSMTP, host: str, address: str) -> None:
         self.smtp = smtp
         self.host = host
         self.address = address
@@ -263,13 +300,13 @@ class Connection:
         if start[0] != 354:  # RFC 5321 §4.1.1.4
             final = Outcome.from_reply(*start, host=self.host)
         else:
-            self.smtp.send(wire_data(data))
-            final = self._reply()
+            self.smtp.send_data(wire_data(data))
+            final = Outcome.from_reply(*self._reply_raw(self.smtp.timeout * DATA_DONE_TIMEOUT_FACTOR), host=self.host)
         self.broken = self.broken or final.code == SERVICE_CLOSING
         return final
 
-    def _reply_raw(self) -> tuple[int, str]:
-        code, text = self.smtp.getreply()
+    def _reply_raw(self, within: float | None = None) -> tuple[int, str]:
+        code, text = self.smtp.getreply(within)
         return code, _text(text)
 
     def _reply(self) -> Outcome:

@@ -1,31 +1,45 @@
 """Receivers that answer in ways meant to hold or exhaust the delivering side: a reply without end,
-a reply dripped a byte at a time. Each is a raw socket server on 127.0.0.1 that speaks just enough
-SMTP, bounded in time and stopping by itself."""
+a reply dripped a byte at a time, data taken slowly or not at all; and slow receivers that play fair,
+which must get the mail. Each is a raw socket server on 127.0.0.1 that speaks just enough SMTP,
+bounded in time and stopping by itself."""
 from __future__ import annotations
 
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import pytest
 
-from mailcore.delivery import queue, worker
+from mailcore.delivery import client, queue, worker
 from mailcore.models import OutboundRecipient
 
 from .conftest import REMOTE_ZONE
 
 MESSAGE = b"From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 SCRIPT_SECONDS = 20  # no connection is served longer than this
+END_OF_DATA = b"\r\n.\r\n"
+# A read_data script: reads the data after 354 from the reader and says whether it came whole.
+DataReader = Callable[[BinaryIO], bool]
+
+
+def read_data_at_once(reader: BinaryIO) -> bool:
+    while (line := reader.readline()) not in (b".\r\n", b""):
+        pass
+    return bool(line)
 
 
 class ScriptedReceiver:
     """Accepts connections on 127.0.0.1 and answers each with `greet_and_ehlo`, then a plain SMTP session
-    that takes the message (so that a client which bore the hostile part delivers)."""
+    that takes the message (so that a client which bore the hostile part delivers), the data read by
+    `read_data`; with a small receive buffer, so that what the receiver has not read holds the sender back."""
 
-    def __init__(self, greet_and_ehlo: Callable[[socket.socket], None]) -> None:
+    def __init__(self, greet_and_ehlo: Callable[[socket.socket], None], read_data: DataReader) -> None:
         self.greet_and_ehlo = greet_and_ehlo
+        self.read_data = read_data
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
         self.delivered = 0
@@ -53,8 +67,8 @@ class ScriptedReceiver:
                     return
                 if command.startswith(b"DATA"):
                     conn.sendall(b"354 go on\r\n")
-                    while reader.readline() not in (b".\r\n", b""):
-                        pass
+                    if not self.read_data(reader):
+                        return
                     self.delivered += 1
                 conn.sendall(b"250 ok\r\n")
         except OSError:
@@ -75,8 +89,9 @@ def scripted(settings, dns_server, alice) -> Iterator[Callable[..., ScriptedRece
     settings.MAIL_ALLOW_PRIVATE_MX = True
     settings.MAIL_HOSTNAME = "mail.example.test"
 
-    def start(greet_and_ehlo: Callable[[socket.socket], None]) -> ScriptedReceiver:
-        receiver = ScriptedReceiver(greet_and_ehlo)
+    def start(greet_and_ehlo: Callable[[socket.socket], None], read_data: DataReader = read_data_at_once
+              ) -> ScriptedReceiver:
+        receiver = ScriptedReceiver(greet_and_ehlo, read_data)
         settings.MAIL_OUTBOUND_PORT = receiver.port
         started.append(receiver)
         return receiver
@@ -96,17 +111,20 @@ def read_line(conn: socket.socket) -> bytes:
     return line
 
 
-def deliver_once() -> OutboundRecipient:
-    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+def deliver_once(message: bytes = MESSAGE) -> OutboundRecipient:
+    message_id = queue.enqueue(message, "alice@example.test", ["bob@remote.test"])
     worker.deliver_message(message_id)
     return OutboundRecipient.objects.get(message_id=message_id)
 
 
-def assert_deferred_undelivered(receiver: ScriptedReceiver, reason: str) -> None:
-    """One delivery attempt ends deferred, the connection given up for `reason`, nothing taken."""
-    row = deliver_once()
-    assert (row.state, row.last_reply) == (
-        "deferred", f"451 4.4.1 connection to mx.remote.test [127.0.0.1]:{receiver.port} failed: {reason}")
+def assert_deferred_undelivered(receiver: ScriptedReceiver, reason: str, message: bytes = MESSAGE,
+                                during_data: bool = False) -> None:
+    """One delivery attempt ends deferred, the connection given up for `reason` (while opening it, or
+    `during_data`), nothing taken."""
+    row = deliver_once(message)
+    given_up = (f"451 4.4.2 connection to mx.remote.test lost: {reason}" if during_data
+                else f"451 4.4.1 connection to mx.remote.test [127.0.0.1]:{receiver.port} failed: {reason}")
+    assert (row.state, row.last_reply) == ("deferred", given_up)
     assert receiver.delivered == 0
 
 
@@ -153,6 +171,83 @@ def test_a_receiver_that_answers_in_time_in_pieces_gets_the_mail(scripted):
             time.sleep(0.05)
 
     receiver = scripted(pieces)
+    row = deliver_once()
+    assert (row.state, row.last_reply) == ("delivered", "250 2.0.0 ok")
+    assert receiver.delivered == 1
+
+
+def greet(conn: socket.socket) -> None:
+    conn.sendall(b"220 mx.remote.test ESMTP\r\n")
+    read_line(conn)
+    conn.sendall(b"250-mx.remote.test\r\n250 8BITMIME\r\n")
+
+
+def large_message(octets: int) -> bytes:
+    line = b"0123456789" * 7 + b"abcdef\r\n"  # 78 octets, with its CRLF
+    return MESSAGE + line * (octets // len(line))
+
+
+def reading(piece: int, pause: float, stall_after: int | None = None, stall: float = 0.0) -> DataReader:
+    """Read the data `piece` octets at a time with `pause` seconds between; after `stall_after` octets stop
+    reading for `stall` seconds (the client gives up meanwhile: the rest never comes)."""
+    def read(reader: BinaryIO) -> bool:
+        taken, tail, stalled = 0, b"", False
+        while not tail.endswith(END_OF_DATA):
+            chunk = reader.read1(piece)
+            if not chunk:
+                return False
+            taken += len(chunk)
+            tail = (tail + chunk)[-len(END_OF_DATA):]
+            time.sleep(pause)
+            if stall_after is not None and taken >= stall_after and not stalled:
+                time.sleep(stall)
+                stalled = True
+        return True
+
+    return read
+
+
+def test_a_large_message_to_a_slow_but_steady_receiver_is_delivered(scripted, settings):
+    """RFC 5321 §4.5.3.2.5 times each write of the data, not the whole: 12 MB taken at about 5 MB/s
+    take twice MAIL_SMTP_CLIENT_TIMEOUT here, as 50 MB over a slow uplink take minutes against 60 s.
+    Timed as a whole (socket.sendall's timeout), such a message was deferred on every try, for ever."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 1
+    receiver = scripted(greet, reading(256 * 1024, 0.05))
+    row = deliver_once(large_message(12 * 1024 * 1024))
+    assert (row.state, row.last_reply) == ("delivered", "250 2.0.0 ok")
+    assert receiver.delivered == 1
+
+
+def test_a_receiver_that_stops_taking_the_data_is_given_up_after_the_timeout(scripted, settings):
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 1
+    receiver = scripted(greet, reading(256 * 1024, 0.0, stall_after=1024 * 1024, stall=4))
+    assert_deferred_undelivered(receiver, "the receiver took no data for 1 s", large_message(12 * 1024 * 1024),
+                                during_data=True)
+
+
+def test_a_receiver_taking_the_data_ever_so_slowly_is_given_up(scripted, settings, monkeypatch):
+    """Each piece within the timeout, the whole far slower than any real link: a receiver reading a little
+    now and then would hold the delivery thread for hours. The bound (MIN_DATA_RATE, here raised to 4 MB/s
+    so the test is quick) is the timeout plus the message at that rate."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 1
+    monkeypatch.setattr(client, "MIN_DATA_RATE", 4_000_000)
+    receiver = scripted(greet, reading(64 * 1024, 0.06))  # about 1 MB/s
+    assert_deferred_undelivered(receiver, "the receiver took the data slower than 4000000 octets a second",
+                                large_message(12 * 1024 * 1024), during_data=True)
+
+
+def test_a_receiver_slow_to_answer_the_end_of_the_data_gets_the_mail_once(scripted, settings):
+    """RFC 5321 §4.5.3.2.6 gives the reply to the final dot 10 minutes, twice the other replies: the receiver
+    may scan the message first, and a sender that gives up then sends it again, a duplicate. That wait is
+    ten times MAIL_SMTP_CLIENT_TIMEOUT (600 s by default)."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 1
+
+    def scan_first(reader: BinaryIO) -> bool:
+        whole = read_data_at_once(reader)
+        time.sleep(2.5)
+        return whole
+
+    receiver = scripted(greet, scan_first)
     row = deliver_once()
     assert (row.state, row.last_reply) == ("delivered", "250 2.0.0 ok")
     assert receiver.delivered == 1
