@@ -109,6 +109,10 @@ def test_may_send_as_agrees_with_addresses_of(alice, bob):
         "alice", "ALICE", "alice+tag", "alice+x", "info", "Info+x", "team", "bobs", "chain", "old", "nobody",
         "+tag", "bob", "bob+y", "postmaster", "carol",
     ) for domain in ("example.test", "EXAMPLE.test", "elsewhere.test")]
+    assert directory.addresses_of(alice.pk) == {
+        "alice@example.test", "info@example.test", "team@example.test", "postmaster@example.test"}
+    assert directory.addresses_of(bob.pk) == {
+        "bob@example.test", "team@example.test", "bobs@example.test", "alice+x@example.test"}
     for account in (alice, bob):
         owned = directory.addresses_of(account.pk)
         for text in addresses:
