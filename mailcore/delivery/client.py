@@ -346,6 +346,12 @@ def _rcpt_outcome(outcome: Outcome) -> Outcome:
     return outcome
 
 
+def too_many_recipients(outcome: Outcome) -> bool:
+    """A RCPT refused for the transaction's recipient limit (RFC 5321 §4.5.3.1.10: 452, historically 552): the
+    recipient can go in the next transaction."""
+    return outcome.kind == TEMPORARY and (outcome.status == "4.5.3" or outcome.code == RCPT_TOO_MANY_HISTORICAL)
+
+
 def _joined(parameters: list[str]) -> str:
     return "".join(" " + parameter for parameter in parameters)
 

@@ -23,9 +23,9 @@ from mailcore import dns as maildns
 from mailcore import logs, metrics, store
 from mailcore.conf import conf
 from mailcore.delivery import claims, dkim, dsn, esp, mtasts, pool, transport
-from mailcore.delivery.client import Connection
+from mailcore.delivery.client import Connection, too_many_recipients
 from mailcore.delivery.mx import MXHost, mx_names, usable_hosts
-from mailcore.delivery.outcome import DeliveryError, Outcome, temporary
+from mailcore.delivery.outcome import DELIVERED, DeliveryError, Outcome, temporary
 from mailcore.dsnparams import RecipientRequest, Request
 from mailcore.models import OutboundMessage, OutboundRecipient
 
@@ -150,6 +150,14 @@ class Run:
             self.record()
 
     def _transaction(self, way: str, domain: str, rows: list[OutboundRecipient]) -> None:
+        """One message to `rows` (one domain's, or the ESP's). A receiver that takes fewer recipients per
+        transaction than we send answers the rest `452 4.5.3` (RFC 5321 §4.5.3.1.10); once it has taken the
+        message for the others, the rest go in the next transaction at once, not after a retry delay."""
+        while rows:
+            rows = self._one_transaction(way, domain, rows)
+
+    def _one_transaction(self, way: str, domain: str, rows: list[OutboundRecipient]) -> list[OutboundRecipient]:
+        """Send, and note the outcomes to record; returns the rows to send again at once (see `_transaction`)."""
         message = rows[0].message
         rcpts = [r.address for r in rows]
         passed = False
@@ -164,11 +172,14 @@ class Run:
         except store.StorageFailure as err:
             log.exception("outbound #%s: blob %s unreadable", message.pk, message.blob)
             outcomes = {r.address: temporary("4.3.0", f"queue file unreadable: {err}").outcome for r in rows}
+        progressed = any(outcome.kind == DELIVERED for outcome in outcomes.values())
+        again = [r for r in rows if too_many_recipients(outcomes[r.address])] if progressed else []
         if not self.unrecorded:
             self.unrecorded_since = time.monotonic()
-        self.unrecorded.append((message, rows, outcomes, way, passed))
+        self.unrecorded.append((message, [r for r in rows if r not in again], outcomes, way, passed))
         if len(self.unrecorded) >= RECORD_BATCH or time.monotonic() - self.unrecorded_since >= RECORD_SECONDS:
             self.record()
+        return again
 
     def _prepared(self, message: OutboundMessage) -> bytes:
         """The message as sent (DKIM-signed), kept for its other recipient domains while the run's kept

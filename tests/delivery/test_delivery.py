@@ -59,6 +59,29 @@ def test_recipients_of_one_domain_share_one_transaction(remote):
     assert received.mail_options == [f"SIZE={len(MESSAGE)}"]
 
 
+def test_recipients_over_the_receivers_limit_go_in_the_next_transaction_at_once(remote):
+    """RFC 5321 §4.5.3.1.10: a receiver taking 2 recipients per transaction answers the third 452 4.5.3; the
+    rest go over the same connection straight after, not a retry delay later."""
+    remote.handler.max_recipients = 2
+    recipients = [f"u{n}@remote.test" for n in range(5)]
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", recipients)
+    worker.deliver_message(message_id)
+    assert [sorted(m.recipients) for m in remote.messages] == [recipients[:2], recipients[2:4], recipients[4:]]
+    assert remote.sessions == 1
+    assert [(r.state, r.attempts, r.last_reply) for r in rows(message_id)] == [
+        ("delivered", 1, "250 2.0.0 queued")] * 5
+
+
+def test_recipients_over_the_limit_wait_when_the_message_did_not_go_to_the_others(remote):
+    remote.handler.max_recipients = 1
+    remote.handler.data_replies = ["451 4.3.0 try later"]
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["a@remote.test", "b@remote.test"])
+    worker.deliver_message(message_id)
+    assert remote.messages == []
+    assert [(r.state, r.last_reply) for r in rows(message_id)] == [
+        ("deferred", "451 4.3.0 try later"), ("deferred", "452 4.5.3 Error: too many recipients")]
+
+
 def test_one_connection_carries_several_messages_to_the_same_host(remote):
     ids = [queue.enqueue(MESSAGE, "alice@example.test", [f"u{n}@remote.test"]) for n in range(5)]
     worker.deliver_message(ids[0])

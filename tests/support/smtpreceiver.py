@@ -3,7 +3,7 @@
 It stands in for another domain's MX. It records every accepted message
 (`messages`), the number of SMTP sessions (`sessions`), and answers from a script:
 `rcpt_replies[address]` for one RCPT, `data_replies` (consumed in order) for
-DATA; everything else is accepted. Options: STARTTLS, SMTPUTF8, SIZE limit, DSN (RFC 3461: it then
+DATA, `max_recipients` per transaction; everything else is accepted. Options: STARTTLS, SMTPUTF8, SIZE limit, DSN (RFC 3461: it then
 offers DSN and records the parameters of MAIL and of each RCPT as given, in `dsn_parameters`).
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ReceiverHandler:
 
     dsn: bool = False
     dsn_parameters: list[str] = field(default_factory=list)  # "MAIL ..." and "RCPT <address> ..." lines
+    max_recipients: int = 0  # recipients per transaction, more get 452 4.5.3 (Postfix's smtpd_recipient_limit); 0: any
 
     async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -67,6 +68,8 @@ class ReceiverHandler:
         reply = self.rcpt_replies.get(address.lower())
         if reply and not reply.startswith("250"):
             return _closing_after_421(server, reply)
+        if self.max_recipients and len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Error: too many recipients"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
