@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 R = OutboundRecipient
-# Longer than the slowest transaction we allow (connect + every reply at MAIL_SMTP_CLIENT_TIMEOUT).
-LEASE_SECONDS = 15 * 60
+# How long a claim holds its rows: longer than one transaction of a usual message can take at most
+# (`client.longest_transaction`: 21 minutes with the default timeout, the 10-minute final reply included).
+# A run extends the lease of the rows it is about to send (writing first the results it holds) when it
+# would run out before that transaction's longest possible end: a long batch, a large message.
+LEASE_SECONDS = 30 * 60
 CLAIM_BATCH = 200
 RETRY_JITTER = 0.2  # ±20% so retries of many messages do not arrive together
 FINAL_STATES = (R.DELIVERED, R.BOUNCED, R.EXPIRED)
@@ -77,6 +80,19 @@ def claim(owner: str, *, message_id: int | None = None, domain: str | None = Non
     if not ids:
         return []
     return list(R.objects.filter(id__in=ids, lease_owner=owner).select_related("message").order_by("message_id", "id"))
+
+
+def extend_lease(owner: str, rows: Sequence[OutboundRecipient], until: dt.datetime) -> list[OutboundRecipient]:
+    """Hold `rows` until `until`; returns those still leased to `owner` (a row whose lease ran out and that
+    another run claimed is left to it, and must not be sent here)."""
+    ids = [row.pk for row in rows]
+    with _bookkeeping():
+        R.objects.filter(pk__in=ids, lease_owner=owner, state=R.SENDING).update(lease_expires_at=until)
+        ours = _still_leased(ids, owner)
+    held = [row for row in rows if row.pk in ours]
+    for row in held:
+        row.lease_expires_at = until
+    return held
 
 
 def next_due_domain() -> str | None:

@@ -346,6 +346,18 @@ def _rcpt_outcome(outcome: Outcome) -> Outcome:
     return outcome
 
 
+# Replies before the recipients', each bounded by the timeout: connect, greeting, EHLO, STARTTLS, EHLO again,
+# AUTH (two), MAIL; then DATA's 354.
+REPLIES_BEFORE_RECIPIENTS = 8
+
+
+def longest_transaction(size: int, recipients: int, timeout: float) -> float:
+    """Seconds one transaction may take at most under the bounds above, a new connection included: what a
+    lease must cover (`claims.extend_lease`)."""
+    replies = REPLIES_BEFORE_RECIPIENTS + recipients + 1
+    return timeout * (replies + 1 + DATA_DONE_TIMEOUT_FACTOR) + size / MIN_DATA_RATE
+
+
 def too_many_recipients(outcome: Outcome) -> bool:
     """A RCPT refused for the transaction's recipient limit (RFC 5321 §4.5.3.1.10: 452, historically 552): the
     recipient can go in the next transaction."""

@@ -8,6 +8,7 @@ to MX, the smarthost, or an ESP's API (`esp.py`).
 """
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import os
@@ -23,7 +24,7 @@ from mailcore import dns as maildns
 from mailcore import logs, metrics, store
 from mailcore.conf import conf
 from mailcore.delivery import claims, dkim, dsn, esp, mtasts, pool, transport
-from mailcore.delivery.client import Connection, too_many_recipients
+from mailcore.delivery.client import Connection, longest_transaction, too_many_recipients
 from mailcore.delivery.mx import MXHost, mx_names, usable_hosts
 from mailcore.delivery.outcome import DELIVERED, DeliveryError, Outcome, temporary
 from mailcore.dsnparams import RecipientRequest, Request
@@ -159,6 +160,9 @@ class Run:
     def _one_transaction(self, way: str, domain: str, rows: list[OutboundRecipient]) -> list[OutboundRecipient]:
         """Send, and note the outcomes to record; returns the rows to send again at once (see `_transaction`)."""
         message = rows[0].message
+        rows = self._leased_through(rows, message)
+        if not rows:
+            return []
         rcpts = [r.address for r in rows]
         passed = False
         try:
@@ -180,6 +184,19 @@ class Run:
         if len(self.unrecorded) >= RECORD_BATCH or time.monotonic() - self.unrecorded_since >= RECORD_SECONDS:
             self.record()
         return again
+
+    def _leased_through(self, rows: list[OutboundRecipient], message: OutboundMessage) -> list[OutboundRecipient]:
+        """`rows`, leased until this transaction's longest possible end, and so are the sent rows whose results
+        are not written yet. When a lease would run out first (a long batch, a large message), those results
+        are written and the lease of `rows` extended; rows another run took meanwhile are dropped. Otherwise
+        the sweep would hand a row still being sent to another worker: a duplicate."""
+        seconds = longest_transaction(message.size, len(rows), conf.smtp_client_timeout)
+        needed = timezone.now() + dt.timedelta(seconds=seconds)
+        pending = [row for _, sent, _, _, _ in self.unrecorded for row in sent]
+        if all(row.lease_expires_at is not None and row.lease_expires_at >= needed for row in [*rows, *pending]):
+            return rows
+        self.record()
+        return claims.extend_lease(self.owner, rows, needed + dt.timedelta(seconds=claims.LEASE_SECONDS))
 
     def _prepared(self, message: OutboundMessage) -> bytes:
         """The message as sent (DKIM-signed), kept for its other recipient domains while the run's kept

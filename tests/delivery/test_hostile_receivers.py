@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import pytest
 
-from mailcore.delivery import client, queue, worker
+from mailcore.delivery import claims, client, queue, worker
 from mailcore.models import OutboundRecipient
 
 from .conftest import REMOTE_ZONE
@@ -250,4 +250,33 @@ def test_a_receiver_slow_to_answer_the_end_of_the_data_gets_the_mail_once(script
     receiver = scripted(greet, scan_first)
     row = deliver_once()
     assert (row.state, row.last_reply) == ("delivered", "250 2.0.0 ok")
+    assert receiver.delivered == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_longer_than_the_claims_lease_keeps_its_rows(scripted, settings, monkeypatch):
+    """The lease must outlast the slowest transaction the timeouts allow, or the sweep hands a row still
+    being sent to another worker, which sends it again. Here a 2 s lease against a receiver that answers
+    the final dot after 3 s: the run extends the lease first (`client.longest_transaction`), and another
+    run claiming the message while the receiver thinks gets nothing."""
+    from django.db import connection
+
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 1
+    monkeypatch.setattr(claims, "LEASE_SECONDS", 2)
+    intruder: list[list[str]] = []
+
+    def claim_while_scanning(reader: BinaryIO) -> bool:
+        whole = read_data_at_once(reader)
+        time.sleep(3)  # past the claim's lease
+        try:
+            intruder.append([row.address for row in claims.claim("intruder", message_id=message_id)])
+        finally:
+            connection.close()  # this thread's own
+        return whole
+
+    receiver = scripted(greet, claim_while_scanning)
+    message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+    worker.deliver_message(message_id)
+    row = OutboundRecipient.objects.get(message_id=message_id)
+    assert (row.state, row.last_reply, intruder) == ("delivered", "250 2.0.0 ok", [[]])
     assert receiver.delivered == 1
