@@ -6,13 +6,14 @@ that start with "." after a bare CR.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
 import smtplib
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from mailcore.conf import conf
 from mailcore.delivery.outcome import DELIVERED, TEMPORARY, DeliveryError, Outcome, permanent, temporary
@@ -78,7 +79,7 @@ class _BoundedSMTP(smtplib.SMTP):
         deadline = time.monotonic() + within
         lines: list[bytes] = []
         size = 0
-        try:
+        with self._bounded_io():
             while True:
                 line = self._reply_line(deadline, within)
                 size += len(line)
@@ -87,12 +88,6 @@ class _BoundedSMTP(smtplib.SMTP):
                 lines.append(line[4:].strip(b" \t\r\n"))
                 if not line[:3].isdigit() or line[3:4] != b"-":  # RFC 5321 §4.2.1: the last line has no "-"
                     break
-        except (OSError, smtplib.SMTPException):
-            self.close()
-            raise
-        finally:
-            if self.sock is not None:
-                self.sock.settimeout(self.timeout)
         code = int(line[:3]) if line[:3].isdigit() else -1
         return code, b"\n".join(lines)
 
@@ -127,7 +122,7 @@ class _BoundedSMTP(smtplib.SMTP):
         timeout = self.timeout or 60.0
         deadline = time.monotonic() + timeout + len(wire) / MIN_DATA_RATE
         view = memoryview(wire)
-        try:
+        with self._bounded_io():
             for start in range(0, len(wire), DATA_PIECE):
                 remaining = deadline - time.monotonic()
                 self.sock.settimeout(max(0.001, min(timeout, remaining)))
@@ -137,6 +132,13 @@ class _BoundedSMTP(smtplib.SMTP):
                     raise smtplib.SMTPServerDisconnected(
                         f"the receiver took no data for {timeout:g} s" if remaining > timeout
                         else f"the receiver took the data slower than {MIN_DATA_RATE} octets a second") from None
+
+    @contextlib.contextmanager
+    def _bounded_io(self) -> Iterator[None]:
+        """Around reads and writes with deadlines of their own: a failure closes the connection (where the
+        session stands is unknown), and the socket gets its usual timeout back."""
+        try:
+            yield
         except (OSError, smtplib.SMTPException):
             self.close()
             raise
