@@ -145,6 +145,19 @@ def test_a_login_verified_lately_is_not_hashed_again(submission_port, alice, raw
     assert auth("changed-password-2") == "535 5.7.8 Authentication credentials invalid"
 
 
+def test_a_remembered_login_is_hashed_again_once_its_time_is_up(submission_port, alice, raw_client, counted_logins,
+                                                                settings):
+    settings.MAIL_AUTH_CACHE_SECONDS = 2
+    for pause in (0.0, 0.0, 2.5):
+        time.sleep(pause)
+        client = raw_client(submission_port)
+        ready(client)
+        assert client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}") == (
+            "235 2.7.0 Authentication successful"
+        )
+    assert counted_logins.verified == 2  # the first login, and the one after the 2 s
+
+
 def test_with_no_auth_cache_every_login_is_hashed(submission_port, alice, raw_client, counted_logins, settings):
     settings.MAIL_AUTH_CACHE_SECONDS = 0
     for _ in range(2):
