@@ -228,7 +228,9 @@ MAIL_QUEUE_LIFETIME = env.int("MAIL_QUEUE_LIFETIME", default=5 * 24 * 3600)  # s
 MAIL_DELAY_WARNING = env.int("MAIL_DELAY_WARNING", default=4 * 3600)  # seconds; then one "delayed" DSN
 MAIL_RETRY_SCHEDULE = env.list("MAIL_RETRY_SCHEDULE", cast=int, default=[60, 300, 900, 1800, 3600, 7200])
 MAIL_DELIVERY_WORKERS = env.int("MAIL_DELIVERY_WORKERS", default=4)  # in-process runner's parallel deliveries
-MAIL_SMTP_CLIENT_TIMEOUT = env.float("MAIL_SMTP_CLIENT_TIMEOUT", default=60.0)  # seconds per SMTP reply
+# RFC 5321 §4.5.3.2: 5 minutes for a reply (the final dot's: twice that); the connection itself: Postfix's 30 s
+MAIL_SMTP_CLIENT_TIMEOUT = env.float("MAIL_SMTP_CLIENT_TIMEOUT", default=300.0)  # seconds per SMTP reply
+MAIL_SMTP_CONNECT_TIMEOUT = env.float("MAIL_SMTP_CONNECT_TIMEOUT", default=30.0)  # seconds to open a TCP connection
 MAIL_RELAY = env("MAIL_RELAY", default="")  # "" direct to MX, "smarthost", or "anymail"
 MAIL_RELAY_HOST = env("MAIL_RELAY_HOST", default="")
 MAIL_RELAY_PORT = env.int("MAIL_RELAY_PORT", default=587)

@@ -190,6 +190,10 @@ class MailConf:
         return float(settings.MAIL_SMTP_CLIENT_TIMEOUT)
 
     @property
+    def smtp_connect_timeout(self) -> float:
+        return float(settings.MAIL_SMTP_CONNECT_TIMEOUT)
+
+    @property
     def relay(self) -> str:
         """"" (direct to MX), "smarthost" or "anymail" (MAIL_RELAY); a MAIL_RELAY_HOST alone means smarthost."""
         value = str(settings.MAIL_RELAY).lower()

@@ -31,7 +31,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 R = OutboundRecipient
 # How long a claim holds its rows: longer than one transaction of a usual message can take at most
-# (`client.longest_transaction`: 21 minutes with the default timeout, the 10-minute final reply included).
+# (`client.longest_transaction`: 20 minutes, and the time its data takes at 10,000 octets a second).
 # A run extends the lease of the rows it is about to send (writing first the results it holds) when it
 # would run out before that transaction's longest possible end: a long batch, a large message.
 LEASE_SECONDS = 30 * 60

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import re
 import smtplib
+import socket
 import ssl
 import time
 from collections.abc import Iterator, Sequence
@@ -60,7 +61,30 @@ DATA_PIECE = 64 * 1024
 MIN_DATA_RATE = 10_000  # octets a second
 # RFC 5321 §4.5.3.2.6: the reply to the end of the data may take 10 minutes, twice the other replies: the
 # receiver may scan the message first, and a sender that gives up then sends it again, a duplicate.
-DATA_DONE_TIMEOUT_FACTOR = 10  # times MAIL_SMTP_CLIENT_TIMEOUT: 600 s by default
+DATA_DONE_TIMEOUT_FACTOR = 2  # times MAIL_SMTP_CLIENT_TIMEOUT: 600 s by default
+# One slow reply is waited for as RFC 5321 §4.5.3.2 asks; a whole session of them is not. A delivery (finding a
+# host that answers, the session, one transaction) has TRANSACTION_SECONDS plus its data's time at
+# MIN_DATA_RATE (`longest_transaction`), and is deferred when it takes longer: so its rows' lease
+# (claims.LEASE_SECONDS) is known to outlast it.
+TRANSACTION_SECONDS = 20 * 60
+# RFC 5321 §4.1.1.10: the server answers QUIT and closes. Nothing hangs on that reply (Postfix does not even
+# wait for it): a server slow to say goodbye must not hold a delivery thread for a full timeout.
+QUIT_REPLY_SECONDS = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadline:
+    """The moment (time.monotonic) a delivery's SMTP conversation must be over, and the seconds it was given."""
+
+    at: float
+    seconds: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds, seconds)
+
+    def passed(self) -> str:
+        return f"the delivery took longer than {self.seconds:.0f} s in all"
 
 
 class _BoundedSMTP(smtplib.SMTP):
@@ -72,16 +96,35 @@ class _BoundedSMTP(smtplib.SMTP):
 
     _pending = b""  # bytes read after the end of the last reply's line
     _pending_of: object = None  # the socket they came from (STARTTLS makes a new one: none carry over)
+    deadline: Deadline | None = None  # of the delivery under way, which no wait may outlast
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        """The TCP connection, within MAIL_SMTP_CONNECT_TIMEOUT: a host that does not answer is given up sooner
+        than one that answers slowly (Postfix: 30 s against 300 s). `_get_socket` is smtplib's hook for this
+        (SMTP_SSL and LMTP override it too), missing from typeshed's stubs."""
+        sock = super()._get_socket(host, port, self._within(conf.smtp_connect_timeout)[0])  # type: ignore[misc]
+        sock.settimeout(timeout)
+        return sock
+
+    def _within(self, seconds: float) -> tuple[float, str]:
+        """`seconds`, or less when the delivery's deadline comes first, and what to say when that time runs
+        out; raises once the deadline has passed."""
+        if self.deadline is None:
+            return seconds, ""
+        left = self.deadline.at - time.monotonic()
+        if left <= 0:
+            raise smtplib.SMTPServerDisconnected(self.deadline.passed())
+        return (left, self.deadline.passed()) if left < seconds else (seconds, "")
 
     def getreply(self, within: float | None = None) -> tuple[int, bytes]:
         """The next reply, whole within `within` seconds (the timeout when not given) and MAX_REPLY_OCTETS."""
-        within = within or self.timeout or 60.0
+        within, cut_short = self._within(within or self.timeout or 60.0)
         deadline = time.monotonic() + within
         lines: list[bytes] = []
         size = 0
         with self._bounded_io():
             while True:
-                line = self._reply_line(deadline, within)
+                line = self._reply_line(deadline, cut_short or f"no whole reply within {within:g} s")
                 size += len(line)
                 if size > MAX_REPLY_OCTETS:
                     raise smtplib.SMTPServerDisconnected(f"reply longer than {MAX_REPLY_OCTETS} octets")
@@ -91,7 +134,7 @@ class _BoundedSMTP(smtplib.SMTP):
         code = int(line[:3]) if line[:3].isdigit() else -1
         return code, b"\n".join(lines)
 
-    def _reply_line(self, deadline: float, within: float) -> bytes:
+    def _reply_line(self, deadline: float, too_late: str) -> bytes:
         if self._pending_of is not self.sock:
             self._pending, self._pending_of = b"", self.sock
         while b"\n" not in self._pending:
@@ -101,12 +144,12 @@ class _BoundedSMTP(smtplib.SMTP):
                 raise smtplib.SMTPServerDisconnected("reply line too long")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise smtplib.SMTPServerDisconnected(f"no whole reply within {within:g} s")
+                raise smtplib.SMTPServerDisconnected(too_late)
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(4096)
             except TimeoutError:
-                raise smtplib.SMTPServerDisconnected(f"no whole reply within {within:g} s") from None
+                raise smtplib.SMTPServerDisconnected(too_late) from None
             if not chunk:
                 raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
             self._pending += chunk
@@ -120,7 +163,9 @@ class _BoundedSMTP(smtplib.SMTP):
         if self.sock is None:
             raise smtplib.SMTPServerDisconnected("please run connect() first")
         timeout = self.timeout or 60.0
-        deadline = time.monotonic() + timeout + len(wire) / MIN_DATA_RATE
+        whole, cut_short = self._within(timeout + len(wire) / MIN_DATA_RATE)
+        deadline = time.monotonic() + whole
+        too_slow = cut_short or f"the receiver took the data slower than {MIN_DATA_RATE} octets a second"
         view = memoryview(wire)
         with self._bounded_io():
             for start in range(0, len(wire), DATA_PIECE):
@@ -130,8 +175,7 @@ class _BoundedSMTP(smtplib.SMTP):
                     self.sock.sendall(view[start:start + DATA_PIECE])
                 except TimeoutError:
                     raise smtplib.SMTPServerDisconnected(
-                        f"the receiver took no data for {timeout:g} s" if remaining > timeout
-                        else f"the receiver took the data slower than {MIN_DATA_RATE} octets a second") from None
+                        f"the receiver took no data for {timeout:g} s" if remaining > timeout else too_slow) from None
 
     @contextlib.contextmanager
     def _bounded_io(self) -> Iterator[None]:
@@ -168,28 +212,29 @@ class Connection:
 
     @classmethod
     def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None,
-             verified: ssl.SSLContext | None = None) -> Connection:
+             verified: ssl.SSLContext | None = None, deadline: Deadline | None = None) -> Connection:
         """Connect, EHLO, STARTTLS when offered (or required), and AUTH when given credentials.
 
         With `verified` (an MTA-STS policy in force), STARTTLS is required and the certificate must be
         valid for `host` by that context (RFC 8461 §4.2). Opportunistic TLS (RFC 7435) never holds mail
         back: when the server offers STARTTLS and the handshake fails (an old server, a broken set-up),
         the mail goes in clear on a new connection, as Postfix's `may` level does. Not where TLS is
-        required, nor before AUTH (the password never goes in clear).
+        required, nor before AUTH (the password never goes in clear). No wait outlasts `deadline`.
         """
         try:
-            return cls._open(host, address, port, credentials, verified, starttls=True)
+            return cls._open(host, address, port, credentials, verified, deadline, starttls=True)
         except _StartTlsFailed as failed:
             if verified is not None or conf.outbound_tls_required or credentials:
                 raise failed.error from failed
             log.warning("%s; sending to %s [%s] in clear (opportunistic TLS)", failed.error, host, address)
-            return cls._open(host, address, port, credentials, verified, starttls=False)
+            return cls._open(host, address, port, credentials, verified, deadline, starttls=False)
 
     @classmethod
     def _open(cls, host: str, address: str, port: int, credentials: tuple[str, str] | None,
-              verified: ssl.SSLContext | None, starttls: bool) -> Connection:
+              verified: ssl.SSLContext | None, deadline: Deadline | None, starttls: bool) -> Connection:
         smtp = _BoundedSMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout,
                             source_address=conf.outbound_source(address))
+        smtp.deadline = deadline
         try:
             code, text = smtp.connect(address, port)
             if code != 220:  # RFC 5321 §3.1: 554 greeting means "no service here"; try the next host
@@ -206,6 +251,7 @@ class Connection:
         except (DeliveryError, _StartTlsFailed):
             smtp.close()
             raise
+        smtp.deadline = None
         return cls(smtp, host, address)
 
     @property
@@ -214,11 +260,13 @@ class Connection:
         return bool(self.smtp.has_extn("dsn"))
 
     def send(self, sender: str, recipients: Sequence[str], data: bytes, *, smtputf8: bool,
-             request: Request = NOTHING_ASKED) -> dict[str, Outcome]:
+             request: Request = NOTHING_ASKED, deadline: Deadline | None = None) -> dict[str, Outcome]:
         """One transaction; returns each recipient's outcome. Raises DeliveryError for all of them.
 
         `request` (RET, ENVID, and NOTIFY and ORCPT by recipient) is passed on when the server offers DSN.
+        No wait outlasts `deadline`.
         """
+        self.smtp.deadline = deadline
         try:
             return self._transaction(sender, recipients, data, smtputf8, request)
         except (OSError, smtplib.SMTPException) as err:
@@ -231,6 +279,8 @@ class Connection:
             self.broken = True  # stopped mid-transaction: never reuse (nor pool) this session
             self.close()
             raise
+        finally:
+            self.smtp.deadline = None
 
     def _transaction(self, sender: str, recipients: Sequence[str], data: bytes, smtputf8: bool,
                      request: Request) -> dict[str, Outcome]:
@@ -325,7 +375,8 @@ class Connection:
     def close(self) -> None:
         try:
             if not self.broken:
-                self.smtp.quit()
+                self.smtp.putcmd("QUIT")  # RFC 5321 §4.1.1.10
+                self.smtp.getreply(QUIT_REPLY_SECONDS)
         except (OSError, smtplib.SMTPException):
             pass
         finally:
@@ -348,16 +399,10 @@ def _rcpt_outcome(outcome: Outcome) -> Outcome:
     return outcome
 
 
-# Replies before the recipients', each bounded by the timeout: connect, greeting, EHLO, STARTTLS, EHLO again,
-# AUTH (two), MAIL; then DATA's 354.
-REPLIES_BEFORE_RECIPIENTS = 8
-
-
-def longest_transaction(size: int, recipients: int, timeout: float) -> float:
-    """Seconds one transaction may take at most under the bounds above, a new connection included: what a
+def longest_transaction(size: int) -> float:
+    """Seconds a delivery of `size` octets may take at most (its Deadline), a new connection included: what a
     lease must cover (`claims.extend_lease`)."""
-    replies = REPLIES_BEFORE_RECIPIENTS + recipients + 1
-    return timeout * (replies + 1 + DATA_DONE_TIMEOUT_FACTOR) + size / MIN_DATA_RATE
+    return TRANSACTION_SECONDS + size / MIN_DATA_RATE
 
 
 def too_many_recipients(outcome: Outcome) -> bool:

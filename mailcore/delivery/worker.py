@@ -24,7 +24,7 @@ from mailcore import dns as maildns
 from mailcore import logs, metrics, store
 from mailcore.conf import conf
 from mailcore.delivery import claims, dkim, dsn, esp, mtasts, pool, transport
-from mailcore.delivery.client import Connection, longest_transaction, too_many_recipients
+from mailcore.delivery.client import Connection, Deadline, longest_transaction, too_many_recipients
 from mailcore.delivery.mx import MXHost, mx_names, usable_hosts
 from mailcore.delivery.outcome import DELIVERED, DeliveryError, Outcome, temporary
 from mailcore.dsnparams import RecipientRequest, Request
@@ -160,7 +160,9 @@ class Run:
     def _one_transaction(self, way: str, domain: str, rows: list[OutboundRecipient]) -> list[OutboundRecipient]:
         """Send, and note the outcomes to record; returns the rows to send again at once (see `_transaction`)."""
         message = rows[0].message
-        rows = self._leased_through(rows, message)
+        seconds = longest_transaction(message.size)
+        rows = self._leased_through(rows, seconds)
+        deadline = Deadline.after(seconds)
         if not rows:
             return []
         rcpts = [r.address for r in rows]
@@ -170,7 +172,7 @@ class Run:
                 # Unsigned: the ESP rebuilds the message and signs it itself.
                 outcomes = self.esp.send(store.read_blob(message.blob), message.sender, rcpts)
             else:
-                outcomes, passed = self._send(way, domain, message, rows, self._prepared(message))
+                outcomes, passed = self._send(way, domain, message, rows, self._prepared(message), deadline)
         except DeliveryError as err:
             outcomes = {r.address: err.outcome for r in rows}
         except store.StorageFailure as err:
@@ -185,12 +187,11 @@ class Run:
             self.record()
         return again
 
-    def _leased_through(self, rows: list[OutboundRecipient], message: OutboundMessage) -> list[OutboundRecipient]:
-        """`rows`, leased until this transaction's longest possible end, and so are the sent rows whose results
-        are not written yet. When a lease would run out first (a long batch, a large message), those results
-        are written and the lease of `rows` extended; rows another run took meanwhile are dropped. Otherwise
-        the sweep would hand a row still being sent to another worker: a duplicate."""
-        seconds = longest_transaction(message.size, len(rows), conf.smtp_client_timeout)
+    def _leased_through(self, rows: list[OutboundRecipient], seconds: float) -> list[OutboundRecipient]:
+        """`rows`, leased until this transaction's longest possible end (`seconds` from now), and so are the
+        sent rows whose results are not written yet. When a lease would run out first (a long batch, a large
+        message), those results are written and the lease of `rows` extended; rows another run took meanwhile
+        are dropped. Otherwise the sweep would hand a row still being sent to another worker: a duplicate."""
         needed = timezone.now() + dt.timedelta(seconds=seconds)
         pending = [row for _, sent, _, _, _ in self.unrecorded for row in sent]
         if all(row.lease_expires_at is not None and row.lease_expires_at >= needed for row in [*rows, *pending]):
@@ -212,30 +213,34 @@ class Run:
         return data
 
     def _send(self, way: str, domain: str, message: OutboundMessage, rows: list[OutboundRecipient],
-              data: bytes) -> tuple[dict[str, Outcome], bool]:
-        """One SMTP transaction; the outcomes, and whether the receiver took the DSN request on."""
+              data: bytes, deadline: Deadline) -> tuple[dict[str, Outcome], bool]:
+        """One SMTP transaction, over by `deadline`; the outcomes, and whether the receiver took the DSN request
+        on."""
         waived = way == transport.MX and mtasts.policy_waived(data)
         destination = _destination(way, domain, waived)
         self.routes[domain] = destination
         rcpts = [r.address for r in rows]
         request = Request(message.ret, message.envid, {r.address: RecipientRequest(r.notify, r.orcpt) for r in rows})
-        connection = self._connection(way, domain, destination, waived)
+        connection = self._connection(way, domain, destination, deadline, waived)
         try:
-            outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request)
+            outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request,
+                                       deadline=deadline)
         except DeliveryError:
             self.connections.pop(destination, None)
             if connection.transactions == 0 and not connection.reused:
                 raise
             # A reused connection the server had closed meanwhile: one fresh try.
-            connection = self._connection(way, domain, destination, waived)
-            outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request)
+            connection = self._connection(way, domain, destination, deadline, waived)
+            outcomes = connection.send(message.sender, rcpts, data, smtputf8=message.smtputf8, request=request,
+                                       deadline=deadline)
         return outcomes, connection.offers_dsn
 
-    def _connection(self, way: str, domain: str, destination: str, waived: bool = False) -> Connection:
+    def _connection(self, way: str, domain: str, destination: str, deadline: Deadline,
+                    waived: bool = False) -> Connection:
         connection = self.connections.get(destination)
         if connection and not connection.broken:
             return connection
-        connection = pool.checkout(destination) or open_connection(way, domain, waived)
+        connection = pool.checkout(destination) or open_connection(way, domain, waived, deadline)
         self.connections[destination] = connection
         return connection
 
@@ -285,8 +290,9 @@ def _destination(way: str, domain: str, waived: bool = False) -> str:
     return f"mx:{domain}:{conf.outbound_port}" + (":tls-policy-waived" if waived else "")
 
 
-def open_connection(way: str, domain: str, waived: bool = False) -> Connection:
-    """Connect to the best reachable host for `domain` (or the smarthost); IPv6 then IPv4 per host.
+def open_connection(way: str, domain: str, waived: bool = False, deadline: Deadline | None = None) -> Connection:
+    """Connect to the best reachable host for `domain` (or the smarthost); IPv6 then IPv4 per host; no wait
+    outlasts `deadline`.
 
     `waived`: the message asked that TLS policies be ignored (RFC 8689 §4), so MTA-STS is not looked up.
     """
@@ -304,7 +310,8 @@ def open_connection(way: str, domain: str, waived: bool = False) -> Connection:
     for host in hosts:
         for address in host.addresses:
             try:
-                return Connection.open(host.name, address, port, credentials=credentials, verified=verified)
+                return Connection.open(host.name, address, port, credentials=credentials, verified=verified,
+                                       deadline=deadline)
             except DeliveryError as err:
                 log.info("%s: %s", domain, err)
                 last = err

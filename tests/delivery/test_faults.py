@@ -148,7 +148,7 @@ def sweep(env: dict[str, str]) -> int:
 
 
 def expire_leases() -> None:
-    """What 15 minutes (claims.LEASE_SECONDS) would do to a dead worker's leases, without waiting them out."""
+    """What 30 minutes (claims.LEASE_SECONDS) would do to a dead worker's leases, without waiting them out."""
     from django.utils import timezone
 
     OutboundRecipient.objects.filter(state="sending").update(lease_expires_at=timezone.now())

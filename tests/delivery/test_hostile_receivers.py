@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import pytest
 
-from mailcore.delivery import claims, client, queue, worker
+from mailcore.delivery import claims, client, pool, queue, worker
 from mailcore.models import OutboundRecipient
 
 from .conftest import REMOTE_ZONE
@@ -35,19 +35,25 @@ class ScriptedReceiver:
     that takes the message (so that a client which bore the hostile part delivers), the data read by
     `read_data`; with a small receive buffer, so that what the receiver has not read holds the sender back."""
 
-    def __init__(self, greet_and_ehlo: Callable[[socket.socket], None], read_data: DataReader) -> None:
+    def __init__(self, greet_and_ehlo: Callable[[socket.socket], None], read_data: DataReader,
+                 accept_after: float = 0.0) -> None:
         self.greet_and_ehlo = greet_and_ehlo
         self.read_data = read_data
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.accept_after = accept_after
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=0 if accept_after else None)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
+        # With `accept_after`, one connection of our own fills the accept queue (backlog 0), so that the
+        # kernel drops the next connection's SYNs until the receiver starts accepting.
+        self.filler = socket.create_connection(("127.0.0.1", self.port)) if accept_after else None
         self.delivered = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
     def _accept(self) -> None:
+        self.stopping.wait(self.accept_after)
         while not self.stopping.is_set():
             try:
                 conn, _ = self.listener.accept()
@@ -80,6 +86,8 @@ class ScriptedReceiver:
         self.stopping.set()
         self.thread.join(5)
         self.listener.close()
+        if self.filler:
+            self.filler.close()
 
 
 @pytest.fixture
@@ -89,9 +97,9 @@ def scripted(settings, dns_server, alice) -> Iterator[Callable[..., ScriptedRece
     settings.MAIL_ALLOW_PRIVATE_MX = True
     settings.MAIL_HOSTNAME = "mail.example.test"
 
-    def start(greet_and_ehlo: Callable[[socket.socket], None], read_data: DataReader = read_data_at_once
-              ) -> ScriptedReceiver:
-        receiver = ScriptedReceiver(greet_and_ehlo, read_data)
+    def start(greet_and_ehlo: Callable[[socket.socket], None], read_data: DataReader = read_data_at_once,
+              accept_after: float = 0.0) -> ScriptedReceiver:
+        receiver = ScriptedReceiver(greet_and_ehlo, read_data, accept_after)
         settings.MAIL_OUTBOUND_PORT = receiver.port
         started.append(receiver)
         return receiver
@@ -239,12 +247,12 @@ def test_a_receiver_taking_the_data_ever_so_slowly_is_given_up(scripted, setting
 def test_a_receiver_slow_to_answer_the_end_of_the_data_gets_the_mail_once(scripted, settings):
     """RFC 5321 §4.5.3.2.6 gives the reply to the final dot 10 minutes, twice the other replies: the receiver
     may scan the message first, and a sender that gives up then sends it again, a duplicate. That wait is
-    ten times MAIL_SMTP_CLIENT_TIMEOUT (600 s by default)."""
-    settings.MAIL_SMTP_CLIENT_TIMEOUT = 1
+    twice MAIL_SMTP_CLIENT_TIMEOUT (600 s by default)."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 2
 
     def scan_first(reader: BinaryIO) -> bool:
         whole = read_data_at_once(reader)
-        time.sleep(2.5)
+        time.sleep(3)
         return whole
 
     receiver = scripted(greet, scan_first)
@@ -261,7 +269,7 @@ def test_a_transaction_longer_than_the_claims_lease_keeps_its_rows(scripted, set
     run claiming the message while the receiver thinks gets nothing."""
     from django.db import connection
 
-    settings.MAIL_SMTP_CLIENT_TIMEOUT = 1
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 2
     monkeypatch.setattr(claims, "LEASE_SECONDS", 2)
     intruder: list[list[str]] = []
 
@@ -280,3 +288,66 @@ def test_a_transaction_longer_than_the_claims_lease_keeps_its_rows(scripted, set
     row = OutboundRecipient.objects.get(message_id=message_id)
     assert (row.state, row.last_reply, intruder) == ("delivered", "250 2.0.0 ok", [[]])
     assert receiver.delivered == 1
+
+
+def test_a_host_that_does_not_take_the_connection_is_given_up_after_the_connect_timeout(scripted, settings):
+    """MAIL_SMTP_CONNECT_TIMEOUT (30 s, as Postfix's) bounds the TCP connection apart from the replies' 5
+    minutes (RFC 5321 §4.5.3.2), so that a host that is down costs each of its addresses 30 s. Here the
+    receiver takes no connection for 3 s, by which time a client waiting as long as for a reply (5 s here)
+    would have got through and delivered."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 5
+    settings.MAIL_SMTP_CONNECT_TIMEOUT = 0.5
+    receiver = scripted(greet, accept_after=3)
+    assert_deferred_undelivered(receiver, "timed out")
+
+
+def test_a_receiver_slow_at_every_step_is_given_up_at_the_delivery_deadline(scripted, settings, monkeypatch):
+    """Each reply within the timeout, the whole session far longer: one delivery (the connection and one
+    transaction) has TRANSACTION_SECONDS in all (20 minutes; here 3 s), so that its lease is known to outlast
+    it. The deadline falls here while the MAIL command waits for its reply: nothing was sent, nothing taken."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 2
+    monkeypatch.setattr(client, "TRANSACTION_SECONDS", 3)
+
+    def slow(conn: socket.socket) -> None:
+        time.sleep(1.2)
+        conn.sendall(b"220 mx.remote.test ESMTP\r\n")
+        read_line(conn)  # EHLO
+        time.sleep(1.2)
+        conn.sendall(b"250-mx.remote.test\r\n250 8BITMIME\r\n")
+        read_line(conn)  # MAIL
+        time.sleep(1.2)
+        conn.sendall(b"250 ok\r\n")
+
+    receiver = scripted(slow)
+    assert_deferred_undelivered(receiver, "the delivery took longer than 3 s in all", during_data=True)
+
+
+def test_a_receiver_that_does_not_answer_quit_is_left_soon(scripted, settings, monkeypatch):
+    """RFC 5321 §4.1.1.10: the server answers QUIT and closes. One that keeps silent held the closing thread
+    for a whole reply timeout (5 minutes); it gets QUIT_REPLY_SECONDS (10 s; here 0.5 against 10) instead."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 10
+    monkeypatch.setattr(client, "QUIT_REPLY_SECONDS", 0.5)
+    hung_up: list[bool] = []
+    seen = threading.Event()
+
+    def silent_at_quit(conn: socket.socket) -> None:
+        greet(conn)
+        for reply in (b"250 ok\r\n", b"250 ok\r\n", b"354 go on\r\n"):  # MAIL, RCPT, DATA
+            read_line(conn)
+            conn.sendall(reply)
+        while read_line(conn) != b".\r\n":
+            pass
+        conn.sendall(b"250 ok\r\n")
+        assert read_line(conn) == b"QUIT\r\n"
+        conn.settimeout(5)
+        try:
+            hung_up.append(conn.recv(1) == b"")
+        except TimeoutError:
+            hung_up.append(False)
+        seen.set()
+
+    scripted(silent_at_quit)
+    row = deliver_once()
+    pool.close_idle(0)
+    assert seen.wait(10)
+    assert (row.state, hung_up) == ("delivered", [True])
