@@ -283,6 +283,15 @@ class SMTPServer(SMTP):
             session.tls or not self._auth_require_tls
         )
 
+    # HELP lists a command when the attribute its `syntax(when=...)` names is true (aiosmtpd's `smtp_HELP`).
+    @property
+    def help_lists_auth(self) -> bool:
+        return self.offers_auth()
+
+    @property
+    def help_lists_starttls(self) -> bool:
+        return bool(self.tls_context) and not self.mail_session.tls
+
     async def read_line(self) -> bytes:
         """One client line (for SASL exchanges), without its line end; limited like commands."""
         line = await self._read_command_line()
@@ -387,6 +396,7 @@ class SMTPServer(SMTP):
 
     # Commands whose behaviour differs from aiosmtpd's --------------------------------------
 
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._raw_replies = True
         try:
@@ -394,6 +404,7 @@ class SMTPServer(SMTP):
         finally:
             self._raw_replies = False
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         self._raw_replies = True
         try:
@@ -401,6 +412,7 @@ class SMTPServer(SMTP):
         finally:
             self._raw_replies = False
 
+    @syntax("STARTTLS", when="help_lists_starttls")
     async def smtp_STARTTLS(self, arg: str) -> None:
         # RFC 3207 §4
         if arg:
@@ -411,6 +423,7 @@ class SMTPServer(SMTP):
             raise SMTPError("454 4.7.0 TLS not available")
         await super().smtp_STARTTLS(arg)
 
+    @syntax("AUTH <mechanism> [initial-response]", when="help_lists_auth")
     async def smtp_AUTH(self, arg: str) -> None:
         # RFC 4954 §4
         from mailcore.smtp import auth
@@ -478,6 +491,7 @@ class SMTPServer(SMTP):
             return None, None
         return f"{local}@{domain}", rest
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         # RFC 5321 §4.1.1.4
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
@@ -511,6 +525,7 @@ class SMTPServer(SMTP):
             self._set_post_data_state()
         await self.push(status)
 
+    @syntax("BDAT <chunk-size> [LAST]")
     async def smtp_BDAT(self, arg: str | None) -> None:
         """RFC 3030 CHUNKING: `BDAT <size> [LAST]`; the chunk follows the command line, not dot-stuffed.
 

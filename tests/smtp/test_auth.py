@@ -39,6 +39,18 @@ def test_auth_plain_with_the_right_password_is_235(submission_port, alice, raw_c
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
+def test_help_needs_a_login_and_then_no_longer_lists_auth(submission_port, alice, raw_client):
+    """RFC 4954 §6: 530 for commands other than AUTH, EHLO, HELO, NOOP, RSET and QUIT before AUTH."""
+    client = raw_client(submission_port)
+    ready(client)
+    assert client.command("HELP") == "530 5.7.0 Authentication required"
+    client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}")
+    assert client.command("HELP") == (
+        "250 2.0.0 Supported commands: BDAT DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET STARTTLS VRFY"
+    )
+    assert client.command("HELP AUTH").startswith("501 5.5.4 Supported commands: ")
+
+
 def test_auth_login_exchange_uses_the_customary_prompts(submission_port, alice, raw_client):
     client = raw_client(submission_port)
     ready(client)

@@ -38,6 +38,21 @@ def test_greeting_and_ehlo_advertise_exactly_what_the_mx_does(mx_port, raw_clien
     )
 
 
+MX_COMMANDS = "BDAT DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET STARTTLS VRFY"
+
+
+def test_help_lists_every_command_the_mx_takes(mx_port, raw_client):
+    """RFC 5321 §4.1.1.8. STARTTLS only while it can still be used; AUTH never (not offered on the MX)."""
+    client = raw_client(mx_port)
+    assert client.command("HELP") == f"250 2.0.0 Supported commands: {MX_COMMANDS}"
+    assert client.command("HELP bdat") == "250 2.0.0 Syntax: BDAT <chunk-size> [LAST]"
+    assert client.command("HELP AUTH") == f"501 5.5.4 Supported commands: {MX_COMMANDS}"
+    client.command("EHLO client.remote.test")
+    assert client.command("STARTTLS") == "220 2.0.0 Ready to start TLS"
+    client.starttls()
+    assert client.command("HELP") == f"250 2.0.0 Supported commands: {MX_COMMANDS.replace(' STARTTLS', '')}"
+
+
 def test_mail_for_bob_is_in_his_inbox_with_trace_headers(mx_port, bob):
     with smtplib.SMTP("127.0.0.1", mx_port, timeout=10) as client:
         client.ehlo("client.remote.test")
