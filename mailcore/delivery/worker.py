@@ -61,6 +61,7 @@ class Run:
         self.owner = new_owner()
         self.connections: dict[str, Connection] = {}  # by destination (see _destination)
         self.routes: dict[str, str] = {}  # recipient domain -> destination of its last SMTP transaction
+        self.unreachable: dict[str, Outcome] = {}  # destination -> why no connection to it could be had in this run
         self.transports: dict[str, str] = {}  # sender domain -> transport (one lookup per run)
         self.esp = esp.EspSession()
         self.prepared: dict[int, bytes] = {}  # by message id, oldest first (see _prepared)
@@ -240,7 +241,15 @@ class Run:
         connection = self.connections.get(destination)
         if connection and not connection.broken:
             return connection
-        connection = pool.checkout(destination) or open_connection(way, domain, waived, deadline)
+        if destination in self.unreachable:
+            # Tried in this run already: the rest wait for their retry with that reply at once, as Postfix
+            # suspends delivery to a dead destination, rather than each wait out the timeouts again.
+            raise DeliveryError(self.unreachable[destination])
+        try:
+            connection = pool.checkout(destination) or open_connection(way, domain, waived, deadline)
+        except DeliveryError as err:
+            self.unreachable[destination] = err.outcome
+            raise
         self.connections[destination] = connection
         return connection
 

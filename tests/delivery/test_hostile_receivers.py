@@ -48,6 +48,7 @@ class ScriptedReceiver:
         # kernel drops the next connection's SYNs until the receiver starts accepting.
         self.filler = socket.create_connection(("127.0.0.1", self.port)) if accept_after else None
         self.delivered = 0
+        self.connections = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
@@ -59,6 +60,7 @@ class ScriptedReceiver:
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 continue
+            self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
@@ -351,3 +353,22 @@ def test_a_receiver_that_does_not_answer_quit_is_left_soon(scripted, settings, m
     pool.close_idle(0)
     assert seen.wait(10)
     assert (row.state, hung_up) == ("delivered", [True])
+
+
+def test_a_receiver_that_never_greets_is_tried_once_per_run_not_once_per_message(scripted, settings):
+    """Three messages due for a host that takes the connection and says nothing (or a host that is down):
+    the first waits out the timeout, and the others of the same run are deferred with its reply at once,
+    as Postfix suspends delivery to a dead destination. Each tried its own connection before: a run of 50
+    messages to a dead domain held its delivery thread for 50 timeouts (4 hours at 5 minutes)."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 0.5
+
+    def silent(conn: socket.socket) -> None:
+        conn.recv(1)  # until the client gives up
+
+    receiver = scripted(silent)
+    ids = [queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"]) for _ in range(3)]
+    assert worker.deliver_due() == 3
+    given_up = f"451 4.4.1 connection to mx.remote.test [127.0.0.1]:{receiver.port} failed: no whole reply within 0.5 s"
+    rows = OutboundRecipient.objects.filter(message_id__in=ids)
+    assert sorted((row.state, row.last_reply) for row in rows) == [("deferred", given_up)] * 3
+    assert receiver.connections == 1
