@@ -17,6 +17,14 @@ HOSTNAME = "mx.example.test"
 TIMEOUT = 10
 
 
+SESSIONS_END_WAIT = 0.05
+
+
+def is_session(task: asyncio.Task) -> bool:
+    """An SMTP session's task (aiosmtpd's `_handle_client`), not the store's commit loop."""
+    return task.get_coro().__qualname__.endswith("._handle_client")
+
+
 class ServerThread:
     """An event loop in a thread running SMTP listeners, as runmail does."""
 
@@ -42,7 +50,10 @@ class ServerThread:
         async def closer() -> None:
             for server in self.servers:
                 server.close()
-            await asyncio.sleep(0.05)  # let open sessions see their transports close
+            # Let open sessions see their transports close: as long as one is left, for SESSIONS_END_WAIT at most.
+            ends = self.loop.time() + SESSIONS_END_WAIT
+            while any(is_session(task) for task in asyncio.all_tasks()) and self.loop.time() < ends:
+                await asyncio.sleep(0.002)
 
         asyncio.run_coroutine_threadsafe(closer(), self.loop).result(TIMEOUT)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -85,7 +85,7 @@ class DNSServer:
 
     def start(self) -> DNSServer:
         for server in (self._udp, self._tcp):
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
