@@ -234,6 +234,7 @@ MAIL_SMTP_CONNECT_TIMEOUT = env.float("MAIL_SMTP_CONNECT_TIMEOUT", default=30.0)
 MAIL_RELAY = env("MAIL_RELAY", default="")  # "" direct to MX, "smarthost", or "anymail"
 MAIL_RELAY_HOST = env("MAIL_RELAY_HOST", default="")
 MAIL_RELAY_PORT = env.int("MAIL_RELAY_PORT", default=587)
+MAIL_RELAY_TLS = env("MAIL_RELAY_TLS", default="")  # "implicit", "starttls", or "": implicit on port 465
 MAIL_RELAY_USER = env("MAIL_RELAY_USER", default="")
 MAIL_RELAY_PASSWORD = env("MAIL_RELAY_PASSWORD", default="")
 MAIL_DKIM_SELECTOR = env("MAIL_DKIM_SELECTOR", default="mail")

@@ -24,6 +24,12 @@ def outbound_addresses(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     return problems
 
 
+@checks.register()
+def relay_tls(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """MAIL_RELAY_TLS is one of the values it takes."""
+    return _problem_reading(lambda: conf.relay_implicit_tls)
+
+
 def _problem_reading(read: Callable[[], object]) -> list[checks.CheckMessage]:
     try:
         read()

@@ -208,6 +208,16 @@ class MailConf:
         return int(settings.MAIL_RELAY_PORT)
 
     @property
+    def relay_implicit_tls(self) -> bool:
+        """The smarthost speaks TLS from the first byte (RFC 8314 §3.3), not STARTTLS (MAIL_RELAY_TLS: "implicit",
+        "starttls", or unset: implicit on port 465, the port RFC 8314 §7.3 gives it)."""
+        mode = str(settings.MAIL_RELAY_TLS).lower()
+        if mode not in ("", "implicit", "starttls"):
+            raise ImproperlyConfigured(
+                f"MAIL_RELAY_TLS is {mode!r}: give implicit, starttls, or nothing (implicit on port 465)")
+        return mode == "implicit" or (not mode and self.relay_port == 465)
+
+    @property
     def relay_credentials(self) -> tuple[str, str] | None:
         user = str(settings.MAIL_RELAY_USER)
         return (user, str(settings.MAIL_RELAY_PASSWORD)) if user else None

@@ -97,12 +97,16 @@ class _BoundedSMTP(smtplib.SMTP):
     _pending = b""  # bytes read after the end of the last reply's line
     _pending_of: object = None  # the socket they came from (STARTTLS makes a new one: none carry over)
     deadline: Deadline | None = None  # of the delivery under way, which no wait may outlast
+    implicit_tls: ssl.SSLContext | None = None  # TLS from the first byte (RFC 8314 §3.3), not STARTTLS
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         """The TCP connection, within MAIL_SMTP_CONNECT_TIMEOUT: a host that does not answer is given up sooner
         than one that answers slowly (Postfix: 30 s against 300 s). `_get_socket` is smtplib's hook for this
-        (SMTP_SSL and LMTP override it too), missing from typeshed's stubs."""
+        (SMTP_SSL and LMTP override it too), missing from typeshed's stubs. With `implicit_tls`, the TLS
+        handshake follows at once, within the same time (as SMTP_SSL does it)."""
         sock = super()._get_socket(host, port, self._within(conf.smtp_connect_timeout)[0])  # type: ignore[misc]
+        if self.implicit_tls is not None:
+            sock = self.implicit_tls.wrap_socket(sock, server_hostname=self._host)  # type: ignore[attr-defined]
         sock.settimeout(timeout)
         return sock
 
@@ -212,7 +216,8 @@ class Connection:
 
     @classmethod
     def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None,
-             verified: ssl.SSLContext | None = None, deadline: Deadline | None = None) -> Connection:
+             verified: ssl.SSLContext | None = None, deadline: Deadline | None = None,
+             implicit_tls: bool = False) -> Connection:
         """Connect, EHLO, STARTTLS when offered (or required), and AUTH when given credentials.
 
         With `verified` (an MTA-STS policy in force), STARTTLS is required and the certificate must be
@@ -220,28 +225,33 @@ class Connection:
         back: when the server offers STARTTLS and the handshake fails (an old server, a broken set-up),
         the mail goes in clear on a new connection, as Postfix's `may` level does. Not where TLS is
         required, nor before AUTH (the password never goes in clear). No wait outlasts `deadline`.
+        With `implicit_tls` (a smarthost on port 465, RFC 8314 §3.3) TLS starts with the connection instead.
         """
+        if implicit_tls:
+            return cls._open(host, address, port, credentials, verified, deadline, tls=verified or client_tls_context())
         try:
-            return cls._open(host, address, port, credentials, verified, deadline, starttls=True)
+            return cls._open(host, address, port, credentials, verified, deadline, tls=STARTTLS)
         except _StartTlsFailed as failed:
             if verified is not None or conf.outbound_tls_required or credentials:
                 raise failed.error from failed
             log.warning("%s; sending to %s [%s] in clear (opportunistic TLS)", failed.error, host, address)
-            return cls._open(host, address, port, credentials, verified, deadline, starttls=False)
+            return cls._open(host, address, port, credentials, verified, deadline, tls=IN_CLEAR)
 
     @classmethod
     def _open(cls, host: str, address: str, port: int, credentials: tuple[str, str] | None,
-              verified: ssl.SSLContext | None, deadline: Deadline | None, starttls: bool) -> Connection:
+              verified: ssl.SSLContext | None, deadline: Deadline | None, tls: ssl.SSLContext | str) -> Connection:
+        """`tls`: STARTTLS, IN_CLEAR, or the context of TLS from the first byte."""
         smtp = _BoundedSMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout,
                             source_address=conf.outbound_source(address))
         smtp.deadline = deadline
+        smtp._host = host  # type: ignore[attr-defined]  # SNI with the host's name, not the address
+        smtp.implicit_tls = tls if isinstance(tls, ssl.SSLContext) else None
         try:
             code, text = smtp.connect(address, port)
             if code != 220:  # RFC 5321 §3.1: 554 greeting means "no service here"; try the next host
                 raise temporary("4.4.1", f"greeting {code} {_text(text)}", host, code=code)
-            smtp._host = host  # type: ignore[attr-defined]  # SNI with the MX name, not the address
             _hello(smtp, host)
-            if starttls:
+            if tls == STARTTLS:
                 _starttls(smtp, host, verified)
             if credentials:
                 _login(smtp, host, credentials)
@@ -381,6 +391,9 @@ class Connection:
             pass
         finally:
             self.smtp.close()
+
+
+STARTTLS, IN_CLEAR = "starttls", "in clear"  # Connection._open's ways with TLS, beside an implicit TLS context
 
 
 class _StartTlsFailed(Exception):

@@ -305,11 +305,12 @@ def open_connection(way: str, domain: str, waived: bool = False, deadline: Deadl
 
     `waived`: the message asked that TLS policies be ignored (RFC 8689 §4), so MTA-STS is not looked up.
     """
-    credentials, verified = None, None
+    credentials, verified, implicit_tls = None, None, False
     if way == transport.SMARTHOST:
         if not conf.relay_host:
             raise temporary("4.3.5", "transport smarthost chosen but MAIL_RELAY_HOST is not set")  # RFC 3463 §3.4
         hosts, port, credentials = [_relay_host()], conf.relay_port, conf.relay_credentials
+        implicit_tls = conf.relay_implicit_tls
     else:
         names, port = mx_names(domain), conf.outbound_port
         policy = None if waived else mtasts.policy_for(domain)  # RFC 8461: enforce: its MX hosts, verified TLS
@@ -320,7 +321,7 @@ def open_connection(way: str, domain: str, waived: bool = False, deadline: Deadl
         for address in host.addresses:
             try:
                 return Connection.open(host.name, address, port, credentials=credentials, verified=verified,
-                                       deadline=deadline)
+                                       deadline=deadline, implicit_tls=implicit_tls)
             except DeliveryError as err:
                 log.info("%s: %s", domain, err)
                 last = err

@@ -1,9 +1,14 @@
 """The transport per sender domain: chosen on the admin's Domain page, used by delivery for that domain's mail."""
 from __future__ import annotations
 
-from mailcore.delivery import queue, worker
+import pytest
+
+from mailcore import store
+from mailcore.checks import relay_tls
+from mailcore.conf import conf
+from mailcore.delivery import pool, queue, worker
 from mailcore.directory import create_domain
-from mailcore.models import DeliveryAttempt, Domain, OutboundRecipient
+from mailcore.models import DeliveryAttempt, Domain, OutboundMessage, OutboundRecipient
 from tests.support.espserver import esp_server  # noqa: F401  (fixture by name)
 
 MESSAGE = b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: which way\r\n\r\nbody\r\n"
@@ -88,3 +93,47 @@ def test_a_domain_set_to_mx_overrides_mail_relay_anymail(admin_client, remote, s
     [received] = remote.messages
     assert received.sender == "alice@example.test"
     assert sorted(r.body["From"] for r in esp_server.requests) == ["alice@example.test", "zoe@other.test"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_smarthost_with_implicit_tls_is_spoken_to_in_tls_from_the_first_byte_and_logged_in_to(settings, alice):
+    """MAIL_RELAY_TLS=implicit (RFC 8314 §3.3), as providers' smarthosts on port 465 want: TLS from the first
+    byte, then AUTH. Before, the client waited in clear for a greeting the smarthost never sent, and every
+    message was deferred until it expired. The smarthost here is our own submission listener with implicit
+    TLS: it takes the message from Alice, logged in, and queues it for bob@remote.test."""
+    from tests.smtp.conftest import ServerThread
+
+    smarthost = ServerThread()
+    try:
+        port = smarthost.start("submission", implicit_tls=True)
+        settings.MAIL_RELAY, settings.MAIL_RELAY_HOST, settings.MAIL_RELAY_PORT = "smarthost", "127.0.0.1", port
+        settings.MAIL_RELAY_USER, settings.MAIL_RELAY_PASSWORD = "alice@example.test", "alice-secret-pw"
+        settings.MAIL_RELAY_TLS = "implicit"
+        message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+        assert worker.deliver_message(message_id, domains=[]) == 1  # not the relayed copy: it is in our queue too
+    finally:
+        pool.close_idle(0)  # QUIT while the smarthost still answers
+        smarthost.stop()
+    assert OutboundRecipient.objects.get(message_id=message_id).last_reply == (
+        "250 2.0.0 Message accepted (0 delivered, 1 queued)")
+    relayed = OutboundMessage.objects.exclude(pk=message_id).get()
+    lines = store.read_blob(relayed.blob).split(b"\r\n")
+    assert lines[1].startswith(b"\tby localhost with ESMTPSA id ")  # RFC 3848: under TLS, logged in
+    assert lines[4] == b"\tauth=pass smtp.auth=alice@example.test"
+    assert list(relayed.recipients.values_list("address", flat=True)) == ["bob@remote.test"]
+
+
+@pytest.mark.parametrize(("tls", "port", "implicit"), [
+    ("", 465, True), ("", 587, False), ("", 25, False), ("implicit", 2465, True), ("IMPLICIT", 587, True),
+    ("starttls", 465, False),
+])
+def test_implicit_tls_is_the_default_on_port_465_only(settings, tls, port, implicit):
+    settings.MAIL_RELAY_TLS, settings.MAIL_RELAY_PORT = tls, port
+    assert conf.relay_implicit_tls is implicit
+    assert relay_tls() == []
+
+
+def test_an_unknown_relay_tls_is_refused_at_start_up(settings):
+    settings.MAIL_RELAY_TLS = "ssl"
+    assert [(m.id, m.msg) for m in relay_tls()] == [
+        ("mailcore.E001", "MAIL_RELAY_TLS is 'ssl': give implicit, starttls, or nothing (implicit on port 465)")]
