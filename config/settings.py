@@ -235,6 +235,7 @@ MAIL_RELAY = env("MAIL_RELAY", default="")  # "" direct to MX, "smarthost", or "
 MAIL_RELAY_HOST = env("MAIL_RELAY_HOST", default="")
 MAIL_RELAY_PORT = env.int("MAIL_RELAY_PORT", default=587)
 MAIL_RELAY_TLS = env("MAIL_RELAY_TLS", default="")  # "implicit", "starttls", or "": implicit on port 465
+MAIL_RELAY_TLS_VERIFY = env("MAIL_RELAY_TLS_VERIFY", default="")  # 1, 0, or "": 1 when MAIL_RELAY_USER is set
 MAIL_RELAY_USER = env("MAIL_RELAY_USER", default="")
 MAIL_RELAY_PASSWORD = env("MAIL_RELAY_PASSWORD", default="")
 MAIL_DKIM_SELECTOR = env("MAIL_DKIM_SELECTOR", default="mail")

@@ -26,8 +26,8 @@ def outbound_addresses(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
 
 @checks.register()
 def relay_tls(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """MAIL_RELAY_TLS is one of the values it takes."""
-    return _problem_reading(lambda: conf.relay_implicit_tls)
+    """MAIL_RELAY_TLS and MAIL_RELAY_TLS_VERIFY are among the values they take."""
+    return _problem_reading(lambda: conf.relay_implicit_tls) + _problem_reading(lambda: conf.relay_tls_verify)
 
 
 def _problem_reading(read: Callable[[], object]) -> list[checks.CheckMessage]:

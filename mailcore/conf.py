@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 # MAIL_OUTBOUND_IP_VERSIONS: which IP versions outbound connections use, and the DNS type of their addresses.
 _ADDRESS_TYPES = {"6": "AAAA", "4": "A"}
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 class MailConf:
@@ -216,6 +217,18 @@ class MailConf:
             raise ImproperlyConfigured(
                 f"MAIL_RELAY_TLS is {mode!r}: give implicit, starttls, or nothing (implicit on port 465)")
         return mode == "implicit" or (not mode and self.relay_port == 465)
+
+    @property
+    def relay_tls_verify(self) -> bool:
+        """The smarthost's certificate must be valid for MAIL_RELAY_HOST, and TLS is required (MAIL_RELAY_TLS_VERIFY;
+        unset: when a password is sent to it)."""
+        value = str(settings.MAIL_RELAY_TLS_VERIFY).strip().lower()
+        if not value:
+            return self.relay_credentials is not None
+        if value not in _BOOLEANS:
+            raise ImproperlyConfigured(
+                f"MAIL_RELAY_TLS_VERIFY is {value!r}: give 1 or 0, or nothing (1 with a password)")
+        return _BOOLEANS[value]
 
     @property
     def relay_credentials(self) -> tuple[str, str] | None:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 _ANY_LINE_END = re.compile(rb"\r\n|\r|\n")
 RCPT_TOO_MANY_HISTORICAL = 552
 SERVICE_CLOSING = 421  # RFC 5321 §3.8, §4.2.3: the server is closing the transmission channel
-MTA_STS_STATUS = "4.7.5"  # RFC 3463 §3.8 X.7.5 cryptographic failure: the policy's TLS cannot be had, try later
+MTA_STS_STATUS = "4.7.5"  # RFC 3463 §3.8 X.7.5 cryptographic failure: the verified TLS asked for is not to be had
 TLS_REQUIRED_STATUS = "4.7.10"  # RFC 3463 / RFC 7672-style: cannot meet the TLS policy, try later
 
 
@@ -195,6 +195,15 @@ class _BoundedSMTP(smtplib.SMTP):
                 self.sock.settimeout(self.timeout)
 
 
+@dataclasses.dataclass(frozen=True)
+class Verified:
+    """TLS whose certificate must be valid for the host's name by `context` (PKIX, RFC 6125), and what asks for
+    it: "its domain's MTA-STS policy" (RFC 8461 §4.2), "MAIL_RELAY_TLS_VERIFY" (a smarthost we log in to)."""
+
+    context: ssl.SSLContext
+    required_by: str
+
+
 def client_tls_context() -> ssl.SSLContext:
     """Opportunistic TLS (RFC 3207): encrypt, but accept any certificate (RFC 7435 §1.3)."""
     context = ssl.create_default_context()
@@ -216,19 +225,20 @@ class Connection:
 
     @classmethod
     def open(cls, host: str, address: str, port: int, *, credentials: tuple[str, str] | None = None,
-             verified: ssl.SSLContext | None = None, deadline: Deadline | None = None,
+             verified: Verified | None = None, deadline: Deadline | None = None,
              implicit_tls: bool = False) -> Connection:
         """Connect, EHLO, STARTTLS when offered (or required), and AUTH when given credentials.
 
-        With `verified` (an MTA-STS policy in force), STARTTLS is required and the certificate must be
-        valid for `host` by that context (RFC 8461 §4.2). Opportunistic TLS (RFC 7435) never holds mail
-        back: when the server offers STARTTLS and the handshake fails (an old server, a broken set-up),
+        With `verified` (an MTA-STS policy in force, a smarthost we log in to), STARTTLS is required and the
+        certificate must be valid for `host` by its context (RFC 8461 §4.2). Opportunistic TLS (RFC 7435) never
+        holds mail back: when the server offers STARTTLS and the handshake fails (an old server, a broken set-up),
         the mail goes in clear on a new connection, as Postfix's `may` level does. Not where TLS is
         required, nor before AUTH (the password never goes in clear). No wait outlasts `deadline`.
         With `implicit_tls` (a smarthost on port 465, RFC 8314 §3.3) TLS starts with the connection instead.
         """
         if implicit_tls:
-            return cls._open(host, address, port, credentials, verified, deadline, tls=verified or client_tls_context())
+            context = verified.context if verified else client_tls_context()
+            return cls._open(host, address, port, credentials, verified, deadline, tls=context)
         try:
             return cls._open(host, address, port, credentials, verified, deadline, tls=STARTTLS)
         except _StartTlsFailed as failed:
@@ -239,7 +249,7 @@ class Connection:
 
     @classmethod
     def _open(cls, host: str, address: str, port: int, credentials: tuple[str, str] | None,
-              verified: ssl.SSLContext | None, deadline: Deadline | None, tls: ssl.SSLContext | str) -> Connection:
+              verified: Verified | None, deadline: Deadline | None, tls: ssl.SSLContext | str) -> Connection:
         """`tls`: STARTTLS, IN_CLEAR, or the context of TLS from the first byte."""
         smtp = _BoundedSMTP(local_hostname=conf.hostname, timeout=conf.smtp_client_timeout,
                             source_address=conf.outbound_source(address))
@@ -255,6 +265,9 @@ class Connection:
                 _starttls(smtp, host, verified)
             if credentials:
                 _login(smtp, host, credentials)
+        except ssl.SSLCertVerificationError as err:  # TLS from the first byte, with `verified`
+            smtp.close()
+            raise _not_valid(host, verified, err) from err
         except (OSError, smtplib.SMTPException) as err:
             smtp.close()
             raise temporary("4.4.1", f"connection to {host} [{address}]:{port} failed: {err}", host) from err
@@ -441,22 +454,28 @@ def _hello(smtp: smtplib.SMTP, host: str) -> None:
             raise DeliveryError(Outcome.from_reply(code, _text(text), host))
 
 
-def _starttls(smtp: smtplib.SMTP, host: str, verified: ssl.SSLContext | None = None) -> None:
+def _starttls(smtp: smtplib.SMTP, host: str, verified: Verified | None = None) -> None:
     if not smtp.has_extn("starttls"):
         if verified is not None:
-            raise temporary(MTA_STS_STATUS, f"{host} does not offer STARTTLS, which its domain's MTA-STS policy "
-                            "requires", host)
+            raise temporary(MTA_STS_STATUS, f"{host} does not offer STARTTLS, which {verified.required_by} requires",
+                            host)
         if conf.outbound_tls_required:
             raise temporary(TLS_REQUIRED_STATUS, f"{host} does not offer STARTTLS and MAIL_OUTBOUND_TLS=require", host)
         return
     try:
-        smtp.starttls(context=verified or client_tls_context())  # RFC 3207 §4.2: forget everything, EHLO again
+        context = verified.context if verified else client_tls_context()
+        smtp.starttls(context=context)  # RFC 3207 §4.2: forget everything, EHLO again
         _hello(smtp, host)  # under TLS 1.3 a server's refusal of the handshake shows at this first read
     except ssl.SSLCertVerificationError as err:
-        raise temporary(MTA_STS_STATUS, f"certificate of {host} not valid, as its domain's MTA-STS policy requires: "
-                        f"{err.verify_message}", host) from err
+        raise _not_valid(host, verified, err) from err
     except (OSError, smtplib.SMTPException) as err:  # ssl.SSLError and resets are OSErrors; a refusal, a hang-up
         raise _StartTlsFailed(temporary(TLS_REQUIRED_STATUS, f"STARTTLS with {host} failed: {err}", host)) from err
+
+
+def _not_valid(host: str, verified: Verified | None, err: ssl.SSLCertVerificationError) -> DeliveryError:
+    required_by = verified.required_by if verified else "verified TLS"
+    text = f"certificate of {host} not valid, as {required_by} requires: {err.verify_message}"
+    return temporary(MTA_STS_STATUS, text, host)
 
 
 def _login(smtp: smtplib.SMTP, host: str, credentials: tuple[str, str]) -> None:

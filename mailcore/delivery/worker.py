@@ -24,7 +24,7 @@ from mailcore import dns as maildns
 from mailcore import logs, metrics, store
 from mailcore.conf import conf
 from mailcore.delivery import claims, dkim, dsn, esp, mtasts, pool, transport
-from mailcore.delivery.client import Connection, Deadline, longest_transaction, too_many_recipients
+from mailcore.delivery.client import Connection, Deadline, Verified, longest_transaction, too_many_recipients
 from mailcore.delivery.mx import MXHost, mx_names, usable_hosts
 from mailcore.delivery.outcome import DELIVERED, DeliveryError, Outcome, temporary
 from mailcore.dsnparams import RecipientRequest, Request
@@ -311,11 +311,14 @@ def open_connection(way: str, domain: str, waived: bool = False, deadline: Deadl
             raise temporary("4.3.5", "transport smarthost chosen but MAIL_RELAY_HOST is not set")  # RFC 3463 §3.4
         hosts, port, credentials = [_relay_host()], conf.relay_port, conf.relay_credentials
         implicit_tls = conf.relay_implicit_tls
+        if conf.relay_tls_verify:  # the password goes only to the smarthost named, not to whoever answers for it
+            verified = Verified(mtasts.verified_tls_context(), "MAIL_RELAY_TLS_VERIFY")
     else:
         names, port = mx_names(domain), conf.outbound_port
         policy = None if waived else mtasts.policy_for(domain)  # RFC 8461: enforce: its MX hosts, verified TLS
         hosts = usable_hosts(mtasts.hosts_under(policy, domain, names), domain)
-        verified = mtasts.verified_tls_context() if policy and policy.mode == mtasts.ENFORCE else None
+        if policy and policy.mode == mtasts.ENFORCE:
+            verified = Verified(mtasts.verified_tls_context(), "its domain's MTA-STS policy")
     last: DeliveryError | None = None
     for host in hosts:
         for address in host.addresses:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import trustme
 
 from mailcore import store
 from mailcore.checks import relay_tls
@@ -95,18 +96,33 @@ def test_a_domain_set_to_mx_overrides_mail_relay_anymail(admin_client, remote, s
     assert sorted(r.body["From"] for r in esp_server.requests) == ["alice@example.test", "zoe@other.test"]
 
 
+@pytest.fixture
+def relay_certificate(settings, dns_server, tmp_path) -> None:
+    """Our listeners' certificate is for relay.example.test (127.0.0.1 in DNS), from a CA the client trusts."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("relay.example.test")
+    for pem, name in ((issued.cert_chain_pems[0], "relay.pem"), (issued.private_key_pem, "relay.key"),
+                      (ca.cert_pem, "ca.pem")):
+        pem.write_to_path(str(tmp_path / name))
+    settings.MAIL_TLS_CERT, settings.MAIL_TLS_KEY = str(tmp_path / "relay.pem"), str(tmp_path / "relay.key")
+    settings.MAIL_OUTBOUND_CA_FILE = str(tmp_path / "ca.pem")
+    dns_server.records["relay.example.test"] = {"A": ["127.0.0.1"]}
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_smarthost_with_implicit_tls_is_spoken_to_in_tls_from_the_first_byte_and_logged_in_to(settings, alice):
+def test_a_smarthost_with_implicit_tls_is_spoken_to_in_tls_from_the_first_byte_and_logged_in_to(
+        settings, alice, relay_certificate):
     """MAIL_RELAY_TLS=implicit (RFC 8314 §3.3), as providers' smarthosts on port 465 want: TLS from the first
-    byte, then AUTH. Before, the client waited in clear for a greeting the smarthost never sent, and every
-    message was deferred until it expired. The smarthost here is our own submission listener with implicit
-    TLS: it takes the message from Alice, logged in, and queues it for bob@remote.test."""
+    byte, its certificate checked (a password is sent: MAIL_RELAY_TLS_VERIFY), then AUTH. Before, the client
+    waited in clear for a greeting the smarthost never sent, and every message was deferred until it expired.
+    The smarthost here is our own submission listener with implicit TLS: it takes the message from Alice,
+    logged in, and queues it for bob@remote.test."""
     from tests.smtp.conftest import ServerThread
 
     smarthost = ServerThread()
     try:
         port = smarthost.start("submission", implicit_tls=True)
-        settings.MAIL_RELAY, settings.MAIL_RELAY_HOST, settings.MAIL_RELAY_PORT = "smarthost", "127.0.0.1", port
+        settings.MAIL_RELAY, settings.MAIL_RELAY_HOST, settings.MAIL_RELAY_PORT = "smarthost", "relay.example.test", port
         settings.MAIL_RELAY_USER, settings.MAIL_RELAY_PASSWORD = "alice@example.test", "alice-secret-pw"
         settings.MAIL_RELAY_TLS = "implicit"
         message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
@@ -123,6 +139,33 @@ def test_a_smarthost_with_implicit_tls_is_spoken_to_in_tls_from_the_first_byte_a
     assert list(relayed.recipients.values_list("address", flat=True)) == ["bob@remote.test"]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("implicit", ["implicit", "starttls"])
+def test_the_relay_password_goes_to_no_host_whose_certificate_is_not_valid_for_the_smarthost(
+        settings, alice, relay_certificate, implicit):
+    """MAIL_RELAY_TLS_VERIFY (on when a password is set): whoever answers for MAIL_RELAY_HOST (a hijacked DNS
+    answer, a man in the middle) without a valid certificate for it gets no password. Here the certificate is
+    valid but for another name. Before, any certificate was taken and the password sent under it."""
+    from tests.smtp.conftest import ServerThread
+
+    smarthost = ServerThread()
+    try:
+        port = smarthost.start("submission", implicit_tls=implicit == "implicit")
+        settings.MAIL_RELAY, settings.MAIL_RELAY_HOST, settings.MAIL_RELAY_PORT = "smarthost", "127.0.0.1", port
+        settings.MAIL_RELAY_USER, settings.MAIL_RELAY_PASSWORD = "alice@example.test", "alice-secret-pw"
+        settings.MAIL_RELAY_TLS = implicit
+        message_id = queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"])
+        assert worker.deliver_message(message_id, domains=[]) == 0
+    finally:
+        pool.close_idle(0)
+        smarthost.stop()
+    row = OutboundRecipient.objects.get(message_id=message_id)
+    assert (row.state, row.last_reply) == ("deferred", "451 4.7.5 certificate of 127.0.0.1 not valid, as "
+                                           "MAIL_RELAY_TLS_VERIFY requires: IP address mismatch, certificate is not "
+                                           "valid for '127.0.0.1'.")
+    assert OutboundMessage.objects.count() == 1  # nothing relayed
+
+
 @pytest.mark.parametrize(("tls", "port", "implicit"), [
     ("", 465, True), ("", 587, False), ("", 25, False), ("implicit", 2465, True), ("IMPLICIT", 587, True),
     ("starttls", 465, False),
@@ -133,7 +176,17 @@ def test_implicit_tls_is_the_default_on_port_465_only(settings, tls, port, impli
     assert relay_tls() == []
 
 
+@pytest.mark.parametrize(("verify", "user", "verified"), [
+    ("", "alice", True), ("", "", False), ("0", "alice", False), ("1", "", True), ("yes", "", True),
+])
+def test_the_smarthost_certificate_is_checked_when_a_password_goes_to_it_unless_told(settings, verify, user, verified):
+    settings.MAIL_RELAY_TLS_VERIFY, settings.MAIL_RELAY_USER = verify, user
+    assert conf.relay_tls_verify is verified
+    assert relay_tls() == []
+
+
 def test_an_unknown_relay_tls_is_refused_at_start_up(settings):
-    settings.MAIL_RELAY_TLS = "ssl"
+    settings.MAIL_RELAY_TLS, settings.MAIL_RELAY_TLS_VERIFY = "ssl", "maybe"
     assert [(m.id, m.msg) for m in relay_tls()] == [
-        ("mailcore.E001", "MAIL_RELAY_TLS is 'ssl': give implicit, starttls, or nothing (implicit on port 465)")]
+        ("mailcore.E001", "MAIL_RELAY_TLS is 'ssl': give implicit, starttls, or nothing (implicit on port 465)"),
+        ("mailcore.E001", "MAIL_RELAY_TLS_VERIFY is 'maybe': give 1 or 0, or nothing (1 with a password)")]
