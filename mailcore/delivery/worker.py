@@ -121,10 +121,13 @@ class Run:
     def _drain(self, domain: str, more: bool = True) -> bool:
         """Due mail to `domain` over the run's connection to it, until a claim comes back short of its limit.
 
-        True when nothing due is left; False when the connection broke or wore out first.
+        True when nothing due is left; False when the connection broke or wore out first. When no connection
+        to the domain could be had, its due mail is claimed on and deferred with that reply (`_connection`),
+        as Postfix defers a dead destination's queue: it waits for its retry time, not for another run
+        to try it message by message.
         """
         first = domain not in self.routes  # nothing sent there in this run yet: one message opens the way
-        while more and (first or self._reusable(domain)):
+        while more and (first or self._reusable(domain) or self.routes.get(domain) in self.unreachable):
             limit = 1 if first else DRAIN_BATCH
             rows = claims.claim(self.owner, domain=domain, limit=limit)
             self.deliver(rows)

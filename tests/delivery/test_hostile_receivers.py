@@ -372,3 +372,23 @@ def test_a_receiver_that_never_greets_is_tried_once_per_run_not_once_per_message
     rows = OutboundRecipient.objects.filter(message_id__in=ids)
     assert sorted((row.state, row.last_reply) for row in rows) == [("deferred", given_up)] * 3
     assert receiver.connections == 1
+
+
+def test_a_wake_up_for_a_domain_whose_host_never_greets_defers_all_its_due_mail_after_one_try(scripted, settings):
+    """As above, for a Celery task (or a wake-up) draining the domain: the first message waits out the timeout,
+    the domain's other due mail is deferred with that reply at once, and the domain is done until its retry
+    time. Before, the task stopped after the first, left the domain to be woken again, and the next task
+    tried the next message: one timeout per message, for ever."""
+    settings.MAIL_SMTP_CLIENT_TIMEOUT = 0.5
+
+    def silent(conn: socket.socket) -> None:
+        conn.recv(1)  # until the client gives up
+
+    receiver = scripted(silent)
+    ids = [queue.enqueue(MESSAGE, "alice@example.test", ["bob@remote.test"]) for _ in range(3)]
+    with worker.Run() as run:
+        run.message(ids[0])
+    given_up = f"451 4.4.1 connection to mx.remote.test [127.0.0.1]:{receiver.port} failed: no whole reply within 0.5 s"
+    rows = OutboundRecipient.objects.filter(message_id__in=ids)
+    assert sorted((row.state, row.last_reply) for row in rows) == [("deferred", given_up)] * 3
+    assert (receiver.connections, run.unfinished) == (1, set())
