@@ -115,6 +115,8 @@ class Run:
             rows = claims.claim(self.owner, domain=domain, limit=limit)
             if rows:
                 self.deliver(rows)
+                if self.routes.get(domain) in self.unreachable:
+                    self._drain(domain)  # the rest of its due mail waits for its retry time too
                 return len(rows)
         return 0
 
