@@ -58,6 +58,7 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(closer(), self.loop).result(TIMEOUT)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(TIMEOUT)
+        self.loop.close()  # and its default executor's threads: each left alive kept a database session open
         aio.shutdown()  # close the store threads' database connections
 
 
