@@ -372,7 +372,13 @@ class Connection:
     def _data(self, data: bytes) -> Outcome:
         self.smtp.putcmd("DATA")
         start = self._reply_raw()
-        if start[0] != 354:  # RFC 5321 §4.1.1.4
+        if 200 <= start[0] < 400 and start[0] != 354:  # RFC 5321 §4.1.1.4: only 354 lets the message go
+            # Success before the message went (a receiver out of step, a broken one) is no delivery; the
+            # session, out of step, is not used again.
+            self.broken = True
+            text = f"{self.host} answered DATA with {start[0]} {start[1]}, not 354: the message was not sent"
+            return Outcome(TEMPORARY, 451, "4.5.0", text, self.host)  # RFC 3463 X.5.0: a protocol error
+        if start[0] != 354:
             final = Outcome.from_reply(*start, host=self.host)
         else:
             self.smtp.send_data(wire_data(data))

@@ -393,3 +393,31 @@ def test_a_wake_up_for_a_domain_whose_host_never_greets_defers_all_its_due_mail_
     rows = OutboundRecipient.objects.filter(message_id__in=ids)
     assert sorted((row.state, row.last_reply) for row in rows) == [("deferred", given_up)] * 3
     assert (receiver.connections, run.unfinished) == (1, set())
+
+
+def test_a_250_to_data_instead_of_354_is_not_taken_for_delivery(scripted):
+    """RFC 5321 §4.1.1.4: DATA is answered 354, then the message goes, then the reply that counts. A receiver out
+    of step (an extra reply line, a pipelining bug) or a broken one answering DATA with 250 was taken at its
+    word: the message, never sent, was marked delivered and lost. Now it is deferred, and the session, out of
+    step, is not used again."""
+    after_data: list[bytes] = []
+    seen = threading.Event()
+
+    def out_of_step(conn: socket.socket) -> None:
+        greet(conn)
+        for reply in (b"250 ok\r\n", b"250 ok\r\n", b"250 2.0.0 ok\r\n"):  # MAIL, RCPT, DATA
+            read_line(conn)
+            conn.sendall(reply)
+        conn.settimeout(5)
+        try:
+            after_data.append(conn.recv(1024))
+        except TimeoutError:
+            after_data.append(b"(nothing within 5 s)")
+        seen.set()
+
+    receiver = scripted(out_of_step)
+    row = deliver_once()
+    assert (row.state, row.last_reply) == (
+        "deferred", "451 4.5.0 mx.remote.test answered DATA with 250 2.0.0 ok, not 354: the message was not sent")
+    assert seen.wait(10)
+    assert (after_data, receiver.delivered) == ([b""], 0)  # hung up at once: nothing more said on that session
