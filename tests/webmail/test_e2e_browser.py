@@ -12,6 +12,7 @@ import smtplib
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from mailcore import mime, store
 from tests.smtp.conftest import servers, smtp_settings, tls_files  # noqa: F401 - fixtures
@@ -46,6 +47,9 @@ def browser(monkeypatch):
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+        # The test's ORM calls ran in Playwright's greenlet, whose context has database connections of its
+        # own: closed here, or one stayed open to the end and PostgreSQL refused to drop the test database.
+        connections.close_all()
 
 
 def open_page(browser, base: str, locale: str = "en-US", width: int = 1280):
