@@ -186,6 +186,22 @@ def test_a_receiver_that_answers_in_time_in_pieces_gets_the_mail(scripted):
     assert receiver.delivered == 1
 
 
+def answer(conn: socket.socket, *replies: bytes) -> None:
+    """Read a command line for each of `replies` and answer it with that reply."""
+    for reply in replies:
+        read_line(conn)
+        conn.sendall(reply)
+
+
+def what_comes_next(conn: socket.socket) -> bytes:
+    """What the client sends next within 5 s: b"" when it hangs up."""
+    conn.settimeout(5)
+    try:
+        return conn.recv(1024)
+    except TimeoutError:
+        return b"(nothing within 5 s)"
+
+
 def greet(conn: socket.socket) -> None:
     conn.sendall(b"220 mx.remote.test ESMTP\r\n")
     read_line(conn)
@@ -334,18 +350,12 @@ def test_a_receiver_that_does_not_answer_quit_is_left_soon(scripted, settings, m
 
     def silent_at_quit(conn: socket.socket) -> None:
         greet(conn)
-        for reply in (b"250 ok\r\n", b"250 ok\r\n", b"354 go on\r\n"):  # MAIL, RCPT, DATA
-            read_line(conn)
-            conn.sendall(reply)
+        answer(conn, b"250 ok\r\n", b"250 ok\r\n", b"354 go on\r\n")  # MAIL, RCPT, DATA
         while read_line(conn) != b".\r\n":
             pass
         conn.sendall(b"250 ok\r\n")
         assert read_line(conn) == b"QUIT\r\n"
-        conn.settimeout(5)
-        try:
-            hung_up.append(conn.recv(1) == b"")
-        except TimeoutError:
-            hung_up.append(False)
+        hung_up.append(what_comes_next(conn) == b"")
         seen.set()
 
     scripted(silent_at_quit)
@@ -405,14 +415,8 @@ def test_a_250_to_data_instead_of_354_is_not_taken_for_delivery(scripted):
 
     def out_of_step(conn: socket.socket) -> None:
         greet(conn)
-        for reply in (b"250 ok\r\n", b"250 ok\r\n", b"250 2.0.0 ok\r\n"):  # MAIL, RCPT, DATA
-            read_line(conn)
-            conn.sendall(reply)
-        conn.settimeout(5)
-        try:
-            after_data.append(conn.recv(1024))
-        except TimeoutError:
-            after_data.append(b"(nothing within 5 s)")
+        answer(conn, b"250 ok\r\n", b"250 ok\r\n", b"250 2.0.0 ok\r\n")  # MAIL, RCPT, DATA
+        after_data.append(what_comes_next(conn))
         seen.set()
 
     receiver = scripted(out_of_step)
