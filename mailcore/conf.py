@@ -9,6 +9,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 # MAIL_OUTBOUND_IP_VERSIONS: which IP versions outbound connections use, and the DNS type of their addresses.
 _ADDRESS_TYPES = {"6": "AAAA", "4": "A"}
+# Read strictly (MAIL_RELAY_TLS_VERIFY): environ's env.bool takes any unknown word for "off", and a typo must
+# not turn a certificate check off unnoticed.
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 

@@ -168,9 +168,9 @@ class Run:
         message = rows[0].message
         seconds = longest_transaction(message.size)
         rows = self._leased_through(rows, seconds)
-        deadline = Deadline.after(seconds)
         if not rows:
             return []
+        deadline = Deadline.after(seconds)
         rcpts = [r.address for r in rows]
         passed = False
         try:

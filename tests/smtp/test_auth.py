@@ -45,10 +45,9 @@ def test_help_needs_a_login_and_then_no_longer_lists_auth(submission_port, alice
     ready(client)
     assert client.command("HELP") == "530 5.7.0 Authentication required"
     client.command(f"AUTH PLAIN {plain('alice@example.test', 'alice-secret-pw')}")
-    assert client.command("HELP") == (
-        "250 2.0.0 Supported commands: BDAT DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET STARTTLS VRFY"
-    )
-    assert client.command("HELP AUTH").startswith("501 5.5.4 Supported commands: ")
+    commands = "BDAT DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET STARTTLS VRFY"
+    assert client.command("HELP") == f"250 2.0.0 Supported commands: {commands}"
+    assert client.command("HELP AUTH") == f"501 5.5.4 Supported commands: {commands}"
 
 
 def test_auth_login_exchange_uses_the_customary_prompts(submission_port, alice, raw_client):
